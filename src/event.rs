@@ -1,0 +1,277 @@
+//! The typed vocabulary every log format is translated into.
+//!
+//! A format parser turns one log line into zero or more [`Event`]s. Events
+//! borrow from the line (no allocation); the per-message correlator
+//! ([`crate::state`]) and the metrics ([`crate::metrics`]) consume them.
+//! Every string carried here that ends up in a label is either a bounded
+//! `&'static str` chosen by the parser or a name from the MTA's own
+//! configuration (a transport or service name); addresses and queue ids are
+//! only ever used as keys, never as label values.
+
+use smallvec::SmallVec;
+
+/// What a delivery attempt for one recipient ended with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    /// Handed over to the next hop or mailbox.
+    Sent,
+    /// Temporary failure: the recipient stays queued and is retried.
+    Deferred,
+    /// Permanent failure: the sender gets (or would get) a bounce.
+    Bounced,
+}
+
+impl DeliveryStatus {
+    /// The `status` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Deferred => "deferred",
+            DeliveryStatus::Bounced => "bounced",
+        }
+    }
+}
+
+/// The SMTP stage a rejection happened at (the `stage` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectStage {
+    Connect,
+    Helo,
+    Mail,
+    Rcpt,
+    Data,
+    EndOfMessage,
+    Other,
+}
+
+impl RejectStage {
+    pub const ALL: [RejectStage; 7] = [
+        RejectStage::Connect,
+        RejectStage::Helo,
+        RejectStage::Mail,
+        RejectStage::Rcpt,
+        RejectStage::Data,
+        RejectStage::EndOfMessage,
+        RejectStage::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectStage::Connect => "CONNECT",
+            RejectStage::Helo => "HELO",
+            RejectStage::Mail => "MAIL",
+            RejectStage::Rcpt => "RCPT",
+            RejectStage::Data => "DATA",
+            RejectStage::EndOfMessage => "END-OF-MESSAGE",
+            RejectStage::Other => "other",
+        }
+    }
+
+    /// Maps the SMTP command word a server logs (`RCPT`, `EHLO`, `BDAT`,
+    /// `END-OF-MESSAGE`…) to a stage.
+    pub fn from_command(word: &[u8]) -> RejectStage {
+        match word {
+            b"CONNECT" => RejectStage::Connect,
+            b"HELO" | b"EHLO" => RejectStage::Helo,
+            b"MAIL" => RejectStage::Mail,
+            b"RCPT" => RejectStage::Rcpt,
+            b"DATA" | b"BDAT" => RejectStage::Data,
+            b"END-OF-MESSAGE" => RejectStage::EndOfMessage,
+            _ => RejectStage::Other,
+        }
+    }
+}
+
+/// Direction of a TLS session (the `direction` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// Outcome of an anti-spam test (the `verdict` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Allowed,
+    Denied,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Denied => "denied",
+        }
+    }
+}
+
+/// Which notification the MTA generated for a message (the `kind` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BounceKind {
+    NonDelivery,
+    Delay,
+    Success,
+}
+
+impl BounceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BounceKind::NonDelivery => "non_delivery",
+            BounceKind::Delay => "delay",
+            BounceKind::Success => "success",
+        }
+    }
+}
+
+/// Severity of a daemon's own diagnostic line (`warning:`, `fatal:`…).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Severity {
+    Warning,
+    Error,
+    Fatal,
+    Panic,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Fatal => "fatal",
+            Severity::Panic => "panic",
+        }
+    }
+}
+
+/// Why an SMTP session ended badly (the `kind` label of session errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SessionError {
+    /// The client went away mid-session.
+    LostConnection,
+    /// The client stopped talking.
+    Timeout,
+    /// The server hung up after too many errors.
+    TooManyErrors,
+}
+
+impl SessionError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionError::LostConnection => "lost_connection",
+            SessionError::Timeout => "timeout",
+            SessionError::TooManyErrors => "too_many_errors",
+        }
+    }
+}
+
+/// Life-cycle of the mail system itself (the `event` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lifecycle {
+    Started,
+    Reloaded,
+    Stopped,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Started => "start",
+            Lifecycle::Reloaded => "reload",
+            Lifecycle::Stopped => "stop",
+        }
+    }
+}
+
+/// A delivery attempt for one recipient.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery<'a> {
+    pub queue_id: &'a str,
+    /// The delivery agent or channel (`smtp`, `lmtp`, `local`…): bounded by
+    /// the MTA's configuration.
+    pub transport: &'a str,
+    /// Recipient address: used only to count attempts per recipient.
+    pub recipient: &'a str,
+    pub status: DeliveryStatus,
+    /// Seconds from arrival to this attempt's end, as the MTA logged it.
+    pub delay: Option<f64>,
+    /// Postfix `delays=a/b/c/d`: before queue manager, in queue manager,
+    /// connection setup, transmission.
+    pub stage_delays: Option<[f64; 4]>,
+}
+
+/// One fact read from a log line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event<'a> {
+    /// A message entered the queue (Postfix cleanup, qmail `new msg`).
+    MessageReceived { queue_id: &'a str },
+    /// The queue manager saw the message's envelope; it may be logged again
+    /// on every retry, the correlator observes size and recipients once.
+    MessageEnvelope {
+        queue_id: &'a str,
+        size: u64,
+        recipients: u32,
+    },
+    /// A delivery attempt for one recipient ended.
+    Delivery(Delivery<'a>),
+    /// The message was returned after the maximal queue lifetime.
+    MessageExpired { queue_id: &'a str },
+    /// The message left the queue.
+    MessageRemoved { queue_id: &'a str },
+    /// The MTA generated a notification (bounce, delay warning, DSN success).
+    BounceNotification { kind: BounceKind },
+    /// An SMTP client connected to a server process.
+    SmtpConnect { service: &'a str },
+    /// An SMTP session ended badly after the given command.
+    SmtpSessionError {
+        service: &'a str,
+        kind: SessionError,
+        after: RejectStage,
+    },
+    /// A TLS session was established.
+    TlsConnection {
+        service: &'a str,
+        direction: Direction,
+    },
+    /// The server rejected a command.
+    SmtpReject {
+        service: &'a str,
+        stage: RejectStage,
+        code: u16,
+    },
+    /// SMTP AUTH failed. `mechanism` is bounded by the parser.
+    AuthFailure {
+        service: &'a str,
+        mechanism: &'static str,
+    },
+    /// An outbound connection attempt failed (`connect to …: Connection refused`).
+    OutboundConnectError {
+        transport: &'a str,
+        error: &'static str,
+    },
+    /// An anti-spam test decided on a client or message.
+    SpamVerdict {
+        filter: &'static str,
+        verdict: Verdict,
+        reason: &'static str,
+    },
+    /// A daemon logged a problem about itself or its configuration.
+    DaemonProblem {
+        daemon: &'static str,
+        severity: Severity,
+    },
+    /// The mail system started, reloaded or stopped.
+    Lifecycle(Lifecycle),
+}
+
+/// The events of one line. Almost every line yields at most two, so they
+/// live inline, without allocation.
+pub type Events<'a> = SmallVec<[Event<'a>; 2]>;

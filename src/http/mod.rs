@@ -1,0 +1,1 @@
+//! HTTP: serves the metrics registry (placeholder, being written).

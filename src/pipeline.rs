@@ -1,1 +1,431 @@
-//! (being written)
+//! The pipeline: lines in, metrics out.
+//!
+//! One [`Pipeline`] owns the per-source parsing context (format, year
+//! inference), the [`Correlator`] and cached metric handles. It is driven
+//! by exactly one task: the live daemon feeds it [`LineBatch`]es from the
+//! reader threads, `replay` feeds it whole files. Per line it: detects the
+//! source's format if not yet known (buffering the first lines until one is
+//! recognised), parses, counts the line's result, resolves its time, and
+//! applies its events to the correlator and the metrics. Nothing here can
+//! fail: a line that cannot be understood is counted and skipped.
+
+use crate::event::{DeliveryStatus, Event};
+use crate::metrics::{DeliveryHandles, Metrics};
+use crate::parser::time::{Clock, TimeResolver, Zone};
+use crate::parser::{Format, LineOutcome};
+use crate::source::{LineBatch, SourceId, SourceObserver};
+use crate::state::{Correlator, StateSettings};
+use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Lines kept while a source's format is still unknown; beyond this the
+/// oldest is counted as unparsed with format `unknown`.
+const DETECTION_BUFFER_LINES: usize = 1000;
+
+/// A source as the pipeline sees it.
+#[derive(Clone, Debug)]
+pub struct SourceSpec {
+    /// The `source` label.
+    pub name: String,
+    /// The format, or `None` to detect it from the content.
+    pub format: Option<Format>,
+}
+
+struct SourceRuntime {
+    name: String,
+    format: Option<Format>,
+    /// maillog_lines_total handles: parsed, ignored, unparsed.
+    lines: [IntCounter; 3],
+    invalid_utf8: IntCounter,
+    last_line_timestamp: Gauge,
+    resolver: TimeResolver,
+    last_time_text: Vec<u8>,
+    last_time: Option<f64>,
+    pending: Vec<Vec<u8>>,
+}
+
+/// Metric handles of one MTA, looked up once.
+struct MtaHandles {
+    mta: &'static str,
+    received: IntCounter,
+    removed: IntCounter,
+    expired: IntCounter,
+    size: Histogram,
+    recipients: Histogram,
+    queue_time: Histogram,
+    queue_messages: IntGauge,
+    stage_delays: [Histogram; 4],
+}
+
+/// Turns lines into metrics. See the module docs.
+pub struct Pipeline {
+    metrics: Arc<Metrics>,
+    sources: Vec<SourceRuntime>,
+    mtas: Vec<MtaHandles>,
+    deliveries: Vec<(u8, Box<str>, DeliveryStatus, DeliveryHandles)>,
+    correlator: Correlator,
+    clock: Box<dyn Clock>,
+}
+
+fn format_index(format: Format) -> u8 {
+    Format::ALL.iter().position(|f| *f == format).unwrap_or(0) as u8
+}
+
+impl Pipeline {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        specs: &[SourceSpec],
+        state: StateSettings,
+        zone: Zone,
+        clock: Box<dyn Clock>,
+    ) -> Pipeline {
+        let sources = specs
+            .iter()
+            .map(|spec| {
+                let format_label = spec.format.map_or("unknown", Format::name);
+                metrics.init_source(&spec.name, format_label, spec.format.map(Format::mta));
+                SourceRuntime {
+                    name: spec.name.clone(),
+                    format: spec.format,
+                    lines: metrics.line_counters(&spec.name, format_label),
+                    invalid_utf8: metrics.invalid_utf8(&spec.name),
+                    last_line_timestamp: metrics.last_line_timestamp(&spec.name),
+                    resolver: TimeResolver::new(zone),
+                    last_time_text: Vec::new(),
+                    last_time: None,
+                    pending: Vec::new(),
+                }
+            })
+            .collect();
+        let mtas = Format::ALL
+            .iter()
+            .map(|f| {
+                let mta = f.mta();
+                MtaHandles {
+                    mta,
+                    received: metrics.received(mta),
+                    removed: metrics.removed(mta),
+                    expired: metrics.expired(mta),
+                    size: metrics.message_size(mta),
+                    recipients: metrics.message_recipients(mta),
+                    queue_time: metrics.queue_time(mta),
+                    queue_messages: metrics.queue_messages(mta),
+                    stage_delays: metrics.stage_delays(mta),
+                }
+            })
+            .collect();
+        Pipeline {
+            metrics,
+            sources,
+            mtas,
+            deliveries: Vec::new(),
+            correlator: Correlator::new(state),
+            clock,
+        }
+    }
+
+    /// Processes every line of a batch, then refreshes the gauges.
+    pub fn process_batch(&mut self, batch: &LineBatch) {
+        for line in batch.data.split_inclusive(|&b| b == b'\n') {
+            self.process_line(batch.source, line);
+        }
+        self.finish_batch();
+    }
+
+    /// Processes one line (a trailing `\n` or `\r\n` is ignored).
+    pub fn process_line(&mut self, source: SourceId, line: &[u8]) {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(src) = self.sources.get_mut(source.0) else {
+            return;
+        };
+        if std::str::from_utf8(line).is_err() {
+            src.invalid_utf8.inc();
+        }
+        match src.format {
+            Some(format) => self.parse_and_apply(source.0, format, line),
+            None => self.detect(source.0, line),
+        }
+    }
+
+    fn detect(&mut self, idx: usize, line: &[u8]) {
+        let Some(format) = Format::detect(line) else {
+            let src = &mut self.sources[idx];
+            src.pending.push(line.to_vec());
+            if src.pending.len() > DETECTION_BUFFER_LINES {
+                src.pending.remove(0);
+                src.lines[2].inc();
+            }
+            return;
+        };
+        let src = &mut self.sources[idx];
+        tracing::info!(source = %src.name, format = format.name(), "detected log format");
+        src.format = Some(format);
+        src.lines = self.metrics.line_counters(&src.name, format.name());
+        self.metrics.init_mta(format.mta());
+        let pending = std::mem::take(&mut src.pending);
+        for old in &pending {
+            self.parse_and_apply(idx, format, old);
+        }
+        self.parse_and_apply(idx, format, line);
+    }
+
+    fn parse_and_apply(&mut self, idx: usize, format: Format, line: &[u8]) {
+        let parsed = format.parse(line);
+        let src = &mut self.sources[idx];
+        let events = match parsed.outcome {
+            LineOutcome::Parsed(events) => {
+                src.lines[0].inc();
+                events
+            }
+            LineOutcome::Ignored => {
+                src.lines[1].inc();
+                return;
+            }
+            LineOutcome::Unparsed => {
+                src.lines[2].inc();
+                return;
+            }
+        };
+        let time = match parsed.time {
+            Some(t) if src.last_time.is_some() && src.last_time_text == parsed.time_text => {
+                let _ = t;
+                src.last_time.unwrap_or(0.0)
+            }
+            Some(t) => {
+                let resolved = src.resolver.resolve(t, self.clock.as_ref());
+                src.last_time_text.clear();
+                src.last_time_text.extend_from_slice(parsed.time_text);
+                src.last_time = Some(resolved);
+                resolved
+            }
+            None => src.last_time.unwrap_or_else(|| self.clock.now()),
+        };
+        let group = format_index(format);
+        for event in events {
+            self.apply(idx as u32, group, time, event);
+        }
+    }
+
+    fn delivery_handles(
+        &mut self,
+        group: u8,
+        transport: &str,
+        status: DeliveryStatus,
+    ) -> &DeliveryHandles {
+        let pos = self
+            .deliveries
+            .iter()
+            .position(|(g, t, s, _)| *g == group && &**t == transport && *s == status);
+        let pos = match pos {
+            Some(p) => p,
+            None => {
+                let mta = self.mtas[usize::from(group)].mta;
+                let handles = self.metrics.delivery_handles(mta, transport, status);
+                self.deliveries
+                    .push((group, transport.into(), status, handles));
+                self.deliveries.len() - 1
+            }
+        };
+        &self.deliveries[pos].3
+    }
+
+    fn apply(&mut self, source: u32, group: u8, time: f64, event: Event<'_>) {
+        let mta = self.mtas[usize::from(group)].mta;
+        match event {
+            Event::MessageReceived { queue_id } => {
+                if self.correlator.received(source, queue_id, group, time) {
+                    self.mtas[usize::from(group)].received.inc();
+                }
+            }
+            Event::MessageEnvelope {
+                queue_id,
+                size,
+                recipients,
+            } => {
+                if self.correlator.envelope(source, queue_id, group, time) {
+                    let h = &self.mtas[usize::from(group)];
+                    h.size.observe(size as f64);
+                    h.recipients.observe(f64::from(recipients));
+                }
+            }
+            Event::Delivery(d) => {
+                let attempts = self.correlator.delivery(
+                    source,
+                    d.queue_id,
+                    group,
+                    d.recipient,
+                    d.status == DeliveryStatus::Deferred,
+                    time,
+                );
+                if d.status == DeliveryStatus::Sent {
+                    if let Some(stages) = d.stage_delays {
+                        for (h, v) in self.mtas[usize::from(group)]
+                            .stage_delays
+                            .iter()
+                            .zip(stages)
+                        {
+                            h.observe(v);
+                        }
+                    }
+                }
+                let handles = self.delivery_handles(group, d.transport, d.status);
+                handles.count.inc();
+                if let Some(delay) = d.delay {
+                    handles.delay.observe(delay);
+                }
+                if let Some(n) = attempts {
+                    handles.attempts.observe(f64::from(n));
+                }
+            }
+            Event::MessageExpired { .. } => self.mtas[usize::from(group)].expired.inc(),
+            Event::MessageRemoved { queue_id } => {
+                self.mtas[usize::from(group)].removed.inc();
+                if let Some(departure) = self.correlator.removed(source, queue_id, time) {
+                    if let Some(seconds) = departure.queue_seconds {
+                        self.mtas[usize::from(group)].queue_time.observe(seconds);
+                    }
+                }
+            }
+            Event::BounceNotification { kind } => self.metrics.bounce_notification(mta, kind),
+            Event::SmtpConnect { service } => self.metrics.smtp_connection(mta, service),
+            Event::SmtpSessionError {
+                service,
+                kind,
+                after,
+            } => self.metrics.smtp_session_error(mta, service, kind, after),
+            Event::TlsConnection { service, direction } => {
+                self.metrics.tls_connection(mta, service, direction)
+            }
+            Event::SmtpReject {
+                service,
+                stage,
+                code,
+            } => self.metrics.smtp_reject(mta, service, stage, code),
+            Event::AuthFailure { service, mechanism } => {
+                self.metrics.auth_failure(mta, service, mechanism)
+            }
+            Event::OutboundConnectError { transport, error } => {
+                self.metrics.outbound_connect_error(mta, transport, error)
+            }
+            Event::SpamVerdict {
+                filter,
+                verdict,
+                reason,
+            } => self.metrics.spam_verdict(filter, verdict, reason),
+            Event::DaemonProblem { daemon, severity } => {
+                self.metrics.daemon_problem(mta, daemon, severity)
+            }
+            Event::Lifecycle(event) => self.metrics.lifecycle(mta, event),
+        }
+    }
+
+    /// Refreshes gauges and eviction counters; call after a batch.
+    pub fn finish_batch(&mut self) {
+        for src in &self.sources {
+            if let Some(t) = src.last_time {
+                src.last_line_timestamp.set(t);
+            }
+        }
+        for (group, h) in self.mtas.iter().enumerate() {
+            let n = self.correlator.count_in_group(group as u8);
+            h.queue_messages.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        self.metrics.tracked_messages(self.correlator.len());
+        for (reason, n) in self.correlator.take_evictions() {
+            self.metrics.evicted(reason, n);
+        }
+    }
+
+    /// Lines still waiting for format detection are counted as unparsed
+    /// (format `unknown`); call at the end of a replay.
+    pub fn flush_undetected(&mut self) {
+        for src in &mut self.sources {
+            let n = src.pending.len() as u64;
+            if n > 0 {
+                tracing::warn!(source = %src.name, lines = n, "could not detect the log format; pass --log.format");
+                src.lines[2].inc_by(n);
+                src.pending.clear();
+            }
+        }
+    }
+
+    /// Reads `reader` to its end as `source`, line by line, skipping lines
+    /// longer than `max_line_bytes` (reported to `observer`).
+    pub fn replay_reader(
+        &mut self,
+        source: SourceId,
+        path: &Path,
+        mut reader: impl Read,
+        max_line_bytes: usize,
+        observer: &dyn SourceObserver,
+    ) -> io::Result<()> {
+        let mut buf = vec![0u8; 1 << 20];
+        // Bytes of an incomplete line carried from the previous read.
+        let mut carry: Vec<u8> = Vec::new();
+        let mut skipping = false;
+        let mut skipped_len = 0usize;
+        let mut lines_since_finish = 0usize;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            observer.bytes_read(source, n as u64);
+            let mut chunk = &buf[..n];
+            while let Some(nl) = memchr::memchr(b'\n', chunk) {
+                let piece = &chunk[..nl];
+                chunk = &chunk[nl + 1..];
+                if skipping {
+                    skipping = false;
+                    observer.line_too_long(source, path, skipped_len + piece.len());
+                    continue;
+                }
+                if carry.is_empty() {
+                    if piece.len() > max_line_bytes {
+                        observer.line_too_long(source, path, piece.len());
+                    } else {
+                        self.process_line(source, piece);
+                    }
+                } else {
+                    carry.extend_from_slice(piece);
+                    if carry.len() > max_line_bytes {
+                        observer.line_too_long(source, path, carry.len());
+                    } else {
+                        let line = std::mem::take(&mut carry);
+                        self.process_line(source, &line);
+                        carry = line;
+                    }
+                    carry.clear();
+                }
+                lines_since_finish += 1;
+                if lines_since_finish >= 65_536 {
+                    lines_since_finish = 0;
+                    self.finish_batch();
+                }
+            }
+            if skipping {
+                skipped_len += chunk.len();
+            } else {
+                carry.extend_from_slice(chunk);
+                if carry.len() > max_line_bytes {
+                    skipping = true;
+                    skipped_len = carry.len();
+                    carry.clear();
+                }
+            }
+        }
+        if skipping {
+            observer.line_too_long(source, path, skipped_len);
+        } else if !carry.is_empty() {
+            // A last line without newline: complete at end of input.
+            self.process_line(source, &carry);
+        }
+        self.finish_batch();
+        Ok(())
+    }
+}

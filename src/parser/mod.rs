@@ -1,1 +1,108 @@
-//! (being written)
+//! Format parsers: one pure function per log format from a line to events.
+//!
+//! A parser takes one line (bytes, without the newline) and returns a
+//! [`ParsedLine`]: the line's timestamp if it has one, and either the
+//! [`Event`](crate::event::Event)s it carries, or the verdict that it belongs
+//! to another program ([`LineOutcome::Ignored`]) or has a shape the parser
+//! does not know ([`LineOutcome::Unparsed`]). Parsers do no I/O, keep no
+//! state and touch no metrics; they never panic on any input.
+//!
+//! [`Format`] names the formats, detects them from content and dispatches.
+
+pub mod postfix;
+pub mod time;
+
+use crate::event::Events;
+use time::LogTime;
+
+/// What a line turned out to be.
+// Boxing the events would cost an allocation per line; the outcome lives on
+// the stack for one line only.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum LineOutcome<'a> {
+    /// The format's own line, understood; it may carry no events.
+    Parsed(Events<'a>),
+    /// A line of another program in the same file (dovecot, amavis, cron).
+    Ignored,
+    /// A line of this format (or of no known shape) that was not understood.
+    Unparsed,
+}
+
+/// One parsed line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParsedLine<'a> {
+    pub time: Option<LogTime>,
+    /// The timestamp's text, so callers can cache its conversion.
+    pub time_text: &'a [u8],
+    pub outcome: LineOutcome<'a>,
+}
+
+impl<'a> ParsedLine<'a> {
+    /// A line with no recognisable shape at all.
+    pub fn unparsed() -> ParsedLine<'a> {
+        ParsedLine {
+            time: None,
+            time_text: &[],
+            outcome: LineOutcome::Unparsed,
+        }
+    }
+}
+
+/// The log formats maillog_exporter reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Postfix via syslog or `maillog_file`.
+    Postfix,
+}
+
+impl Format {
+    /// Every format, in detection order.
+    pub const ALL: [Format; 1] = [Format::Postfix];
+
+    /// The name used by `--log.format` and the `format` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Postfix => "postfix",
+        }
+    }
+
+    /// The `mta` label value of this format's metrics.
+    pub fn mta(self) -> &'static str {
+        match self {
+            Format::Postfix => "postfix",
+        }
+    }
+
+    /// The format called `name` (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Comma-separated list of format names, for help and error messages.
+    pub fn names() -> String {
+        Format::ALL.map(Format::name).join(", ")
+    }
+
+    /// Parses one line of this format.
+    pub fn parse(self, line: &[u8]) -> ParsedLine<'_> {
+        match self {
+            Format::Postfix => postfix::parse(line),
+        }
+    }
+
+    /// Whether `line` is unmistakably a line of this format (used to detect
+    /// a source's format from its first lines).
+    pub fn recognizes(self, line: &[u8]) -> bool {
+        match self {
+            Format::Postfix => postfix::recognizes(line),
+        }
+    }
+
+    /// The first format that recognises `line`.
+    pub fn detect(line: &[u8]) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.recognizes(line))
+    }
+}

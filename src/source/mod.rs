@@ -13,6 +13,8 @@
 use std::io;
 use std::path::Path;
 
+mod line_reader;
+
 /// Index of a configured source; the pipeline maps it to its `source` label
 /// and format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

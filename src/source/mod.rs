@@ -13,6 +13,11 @@
 use std::io;
 use std::path::Path;
 
+mod file;
+mod line_reader;
+
+pub use file::{spawn_file_tail, FileTail, PollOutcome, Position, TailSettings, BATCH_BYTES};
+
 /// Index of a configured source; the pipeline maps it to its `source` label
 /// and format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -213,6 +213,36 @@ pub async fn serve(
     registry: prometheus::Registry,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
+    serve_with_limits(listener, settings, registry, shutdown, Limits::default()).await
+}
+
+/// The timeouts of [`serve`]; tests shorten them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) header_read: Duration,
+    pub(crate) idle: Duration,
+    pub(crate) tls_handshake: Duration,
+    pub(crate) drain: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_read: HEADER_READ_TIMEOUT,
+            idle: IDLE_TIMEOUT,
+            tls_handshake: TLS_HANDSHAKE_TIMEOUT,
+            drain: DRAIN_TIMEOUT,
+        }
+    }
+}
+
+pub(crate) async fn serve_with_limits(
+    listener: TcpListener,
+    settings: HttpSettings,
+    registry: prometheus::Registry,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: Limits,
+) -> Result<(), HttpError> {
     check_telemetry_path(&settings.telemetry_path)?;
     let tls = settings
         .web_config
@@ -247,7 +277,7 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     // Small responses go out at once; failure only costs latency.
                     let _ = stream.set_nodelay(true);
-                    let conn = connection(stream, peer, tls.clone(), state.clone(), graceful.watcher());
+                    let conn = connection(stream, peer, tls.clone(), state.clone(), graceful.watcher(), limits);
                     connections.spawn(conn);
                 }
                 Err(e) => {
@@ -266,7 +296,7 @@ pub async fn serve(
         connections = connections.len(),
         "shutting down the HTTP server"
     );
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+    let drained = tokio::time::timeout(limits.drain, async {
         graceful.shutdown().await;
         while connections.join_next().await.is_some() {}
     })
@@ -288,12 +318,13 @@ async fn connection(
     tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<AppState>,
     watcher: Watcher,
+    limits: Limits,
 ) {
     match tls {
-        None => serve_http(stream, peer, state, watcher).await,
+        None => serve_http(stream, peer, state, watcher, limits).await,
         Some(acceptor) => {
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => serve_http(stream, peer, state, watcher).await,
+            match tokio::time::timeout(limits.tls_handshake, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve_http(stream, peer, state, watcher, limits).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -303,8 +334,13 @@ async fn connection(
 
 /// Serves HTTP/1.1 on one (possibly TLS) stream until the client leaves,
 /// a timeout hits, or a graceful shutdown completes it.
-async fn serve_http<S>(stream: S, peer: SocketAddr, state: Arc<AppState>, watcher: Watcher)
-where
+async fn serve_http<S>(
+    stream: S,
+    peer: SocketAddr,
+    state: Arc<AppState>,
+    watcher: Watcher,
+    limits: Limits,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
@@ -316,7 +352,7 @@ where
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(limits.header_read);
     let conn = watcher.watch(builder.serve_connection(io, service));
     let mut conn = pin!(conn);
     loop {
@@ -327,9 +363,9 @@ where
                 }
                 return;
             }
-            () = tokio::time::sleep_until(activity.last() + IDLE_TIMEOUT) => {
-                if activity.last().elapsed() >= IDLE_TIMEOUT {
-                    tracing::debug!(%peer, "closing a connection idle for {IDLE_TIMEOUT:?}");
+            () = tokio::time::sleep_until(activity.last() + limits.idle) => {
+                if activity.last().elapsed() >= limits.idle {
+                    tracing::debug!(%peer, idle = ?limits.idle, "closing an idle connection");
                     return;
                 }
             }

@@ -47,6 +47,14 @@ fn registry_with_counter(value: u64) -> Registry {
 }
 
 async fn start_with(telemetry_path: &str, web_config: Option<WebConfig>) -> Server {
+    start_limited(telemetry_path, web_config, Limits::default()).await
+}
+
+async fn start_limited(
+    telemetry_path: &str,
+    web_config: Option<WebConfig>,
+    limits: Limits,
+) -> Server {
     let settings = HttpSettings {
         listen_address: "127.0.0.1:0".to_owned(),
         telemetry_path: telemetry_path.to_owned(),
@@ -55,13 +63,14 @@ async fn start_with(telemetry_path: &str, web_config: Option<WebConfig>) -> Serv
     let listener = bind(&settings).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(
+    let task = tokio::spawn(serve_with_limits(
         listener,
         settings,
         registry_with_counter(42),
         async move {
             let _ = stopped.await;
         },
+        limits,
     ));
     Server {
         addr,
@@ -594,4 +603,63 @@ async fn bad_settings_are_reported() {
         matches!(err, HttpError::InvalidTelemetryPath { .. }),
         "{err}"
     );
+}
+
+/// Reads until the server closes the connection; returns how long it took.
+async fn time_until_closed(stream: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut sink = Vec::new();
+    // A reset also counts as closed.
+    let _ = tokio::time::timeout(STEP, stream.read_to_end(&mut sink))
+        .await
+        .expect("the server kept the connection open");
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn header_read_timeout_closes_a_stuck_client() {
+    let limits = Limits {
+        header_read: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let server = start_limited("/metrics", None, limits).await;
+    let mut stuck = TcpStream::connect(server.addr).await.unwrap();
+    stuck.write_all(b"GET /metrics HTT").await.unwrap();
+    let took = time_until_closed(&mut stuck).await;
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_limit_closes_a_silent_connection() {
+    let limits = Limits {
+        idle: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let server = start_limited("/metrics", None, limits).await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let took = time_until_closed(&mut silent).await;
+    assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tls_handshake_timeout_closes_a_silent_client() {
+    let dir = tempfile::tempdir().unwrap();
+    write_self_signed(dir.path());
+    let config = web_config(
+        "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n",
+        dir.path(),
+    )
+    .unwrap();
+    let limits = Limits {
+        tls_handshake: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let server = start_limited("/metrics", Some(config), limits).await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let took = time_until_closed(&mut silent).await;
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+    server.stop().await;
 }

@@ -173,6 +173,9 @@ pub async fn bind(settings: &HttpSettings) -> Result<TcpListener, HttpError> {
     let Some((host, port)) = address.rsplit_once(':') else {
         return Err(invalid("no port"));
     };
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(invalid("an IPv6 address needs brackets, e.g. [::1]:9873"));
+    }
     let port: u16 = port
         .parse()
         .map_err(|_| invalid("the port is not a number from 0 to 65535"))?;

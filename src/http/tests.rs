@@ -592,6 +592,9 @@ async fn bad_settings_are_reported() {
     );
     settings.listen_address = "127.0.0.1:http".to_owned();
     assert!(bind(&settings).await.is_err());
+    settings.listen_address = "::1".to_owned();
+    let err = bind(&settings).await.unwrap_err();
+    assert!(err.to_string().contains("brackets"), "{err}");
 
     settings.listen_address = ":0".to_owned();
     let listener = bind(&settings).await.unwrap();

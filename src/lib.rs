@@ -13,6 +13,8 @@
 //! parsers, the correlator and the metric handles, so per-message state
 //! needs no locks; the HTTP server only calls `gather()` on the registry.
 
+pub mod config;
+pub mod daemon;
 pub mod event;
 pub mod http;
 pub mod line;

@@ -13,6 +13,7 @@
 use std::io;
 use std::path::Path;
 
+pub mod demo;
 mod file;
 mod line_reader;
 

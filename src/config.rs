@@ -1,0 +1,206 @@
+//! The configuration file (`--config.file`): the sources to follow.
+//!
+//! ```yaml
+//! sources:
+//!   - path: /var/log/mail.log        # a file or a glob
+//!     format: auto                   # or a format name, e.g. postfix
+//!     name: mx1                      # the `source` label (default: the path)
+//! ```
+//!
+//! Unknown keys are errors that name the key and its line, so a typo never
+//! silently drops a setting.
+
+use crate::parser::Format;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Errors reading the configuration, each saying how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config file {path}: source {index}: unknown format {format:?}; use auto or one of: {known}")]
+    UnknownFormat {
+        path: PathBuf,
+        index: usize,
+        format: String,
+        known: String,
+    },
+    #[error("config file {path}: source {index}: invalid glob {pattern:?}: {message}")]
+    BadGlob {
+        path: PathBuf,
+        index: usize,
+        pattern: String,
+        message: String,
+    },
+    #[error("config file {path}: no sources; add a `sources:` list with at least one `path:`")]
+    NoSources { path: PathBuf },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    sources: Vec<RawSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    path: String,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// One file to follow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileSource {
+    pub path: PathBuf,
+    /// `None`: detect from the content.
+    pub format: Option<Format>,
+    /// The `source` label.
+    pub name: String,
+}
+
+/// Reads and validates a configuration file; globs are expanded.
+pub fn load(path: &Path) -> Result<Vec<FileSource>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses configuration text (`path` is used in messages only).
+pub fn parse(path: &Path, text: &str) -> Result<Vec<FileSource>, ConfigError> {
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if raw.sources.is_empty() {
+        return Err(ConfigError::NoSources {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut out = Vec::new();
+    for (index, source) in raw.sources.into_iter().enumerate() {
+        let index = index + 1;
+        let format = match source.format.as_deref() {
+            None | Some("auto") => None,
+            Some(name) => Some(Format::from_name(name).ok_or_else(|| {
+                ConfigError::UnknownFormat {
+                    path: path.to_path_buf(),
+                    index,
+                    format: name.to_string(),
+                    known: Format::names(),
+                }
+            })?),
+        };
+        let files = expand(&source.path).map_err(|message| ConfigError::BadGlob {
+            path: path.to_path_buf(),
+            index,
+            pattern: source.path.clone(),
+            message,
+        })?;
+        for file in files {
+            let name = source
+                .name
+                .clone()
+                .unwrap_or_else(|| file.display().to_string());
+            out.push(FileSource {
+                path: file,
+                format,
+                name,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A path with glob characters expands to the files matching now (sorted);
+/// a plain path stays as it is, even if the file does not exist yet (it is
+/// picked up when created).
+pub fn expand(pattern: &str) -> Result<Vec<PathBuf>, String> {
+    if !pattern.contains(['*', '?', '[']) {
+        return Ok(vec![PathBuf::from(pattern)]);
+    }
+    let paths = glob::glob(pattern).map_err(|e| e.to_string())?;
+    let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+    files.sort();
+    if files.is_empty() {
+        tracing::warn!(pattern, "glob matches no file yet");
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_with_formats_and_names() {
+        let cfg = "sources:\n  - path: /var/log/mail.log\n    format: postfix\n    name: mx1\n  - path: /tmp/other.log\n";
+        let s = parse(Path::new("c.yml"), cfg).unwrap();
+        assert_eq!(
+            s,
+            vec![
+                FileSource {
+                    path: "/var/log/mail.log".into(),
+                    format: Some(Format::Postfix),
+                    name: "mx1".into()
+                },
+                FileSource {
+                    path: "/tmp/other.log".into(),
+                    format: None,
+                    name: "/tmp/other.log".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let cfg = "sources:\n  - path: /var/log/mail.log\n    fromat: postfix\n";
+        let err = parse(Path::new("c.yml"), cfg).unwrap_err().to_string();
+        assert!(err.contains("fromat"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn unknown_top_level_key() {
+        let err = parse(Path::new("c.yml"), "source:\n  - path: x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `source`"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn unknown_format_is_an_error() {
+        let err = parse(Path::new("c.yml"), "sources:\n  - path: x\n    format: bogus\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bogus") && err.contains("postfix"), "{err}");
+    }
+
+    #[test]
+    fn globs_expand_to_existing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["b.log", "a.log", "c.txt"] {
+            std::fs::write(dir.path().join(n), "").unwrap();
+        }
+        let pattern = format!("{}/*.log", dir.path().display());
+        let cfg = format!("sources:\n  - path: {pattern}\n    name: mx\n");
+        let s = parse(Path::new("c.yml"), &cfg).unwrap();
+        let paths: Vec<_> = s.iter().map(|s| s.path.clone()).collect();
+        assert_eq!(paths, vec![dir.path().join("a.log"), dir.path().join("b.log")]);
+        assert!(s.iter().all(|s| s.name == "mx"));
+    }
+}

@@ -311,8 +311,15 @@ def cmd_setup(lab: Lab, smtpd_port: int | None = None) -> None:
         die("must run as root")
     if lab.state_file.exists():
         st = lab.load()
-        if st.get("master_started"):
+        if st.get("master_started") or lab.master_pid() or lab.our_processes():
             die(f"{lab.root} has a running lab; stop it first")
+        # A fresh instance: drop the previous run's queue, mail and log.
+        for d in (lab.queue, lab.data, lab.mail):
+            shutil.rmtree(d, ignore_errors=True)
+        for f in (lab.maillog, lab.journal, lab.sink_out):
+            f.unlink(missing_ok=True)
+    elif lab.root.exists() and any(lab.root.iterdir()):
+        die(f"{lab.root} exists, is not empty and is not a lab directory")
     ensure_lab_user()
     st = {
         "dir": str(lab.root),
@@ -369,7 +376,9 @@ def cmd_start(lab: Lab) -> None:
     sink.stdout.close()
     # Postfix: `postfix check` creates missing queue directories (post-install
     # create-missing) and validates the config; `start` runs it again.
-    lab.pf(POSTFIX, "check")
+    p = lab.pf(POSTFIX, "check")
+    if p.stderr.strip():
+        note(f"postfix check: {p.stderr.decode(errors='replace').strip()}")
     st["master_started"] = True
     lab.save(st)
     lab.pf(POSTFIX, "start")
@@ -954,7 +963,14 @@ def check_log(truth: dict, log_text: str) -> list[str]:
 # CLI
 
 
+def _terminate(signum, frame):
+    # Turn SIGTERM/SIGHUP into an exception so that `finally: stop` runs.
+    raise SystemExit(f"postfix_lab: interrupted by signal {signum}")
+
+
 def cmd_run(args) -> None:
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="postfix-lab-"))
     lab = Lab(base)
     t0 = time.monotonic()
@@ -1010,6 +1026,7 @@ def main() -> int:
     if args.cmd == "setup":
         cmd_setup(lab, args.smtpd_port)
     elif args.cmd == "start":
+        signal.signal(signal.SIGTERM, _terminate)
         try:
             cmd_start(lab)
         except BaseException:

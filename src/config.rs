@@ -82,7 +82,7 @@ pub fn load(path: &Path) -> Result<Vec<FileSource>, ConfigError> {
 pub fn parse(path: &Path, text: &str) -> Result<Vec<FileSource>, ConfigError> {
     let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: with_line(e.to_string(), text),
     })?;
     if raw.sources.is_empty() {
         return Err(ConfigError::NoSources {
@@ -94,14 +94,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<FileSource>, ConfigError> {
         let index = index + 1;
         let format = match source.format.as_deref() {
             None | Some("auto") => None,
-            Some(name) => Some(Format::from_name(name).ok_or_else(|| {
-                ConfigError::UnknownFormat {
-                    path: path.to_path_buf(),
-                    index,
-                    format: name.to_string(),
-                    known: Format::names(),
-                }
-            })?),
+            Some(name) => {
+                Some(
+                    Format::from_name(name).ok_or_else(|| ConfigError::UnknownFormat {
+                        path: path.to_path_buf(),
+                        index,
+                        format: name.to_string(),
+                        known: Format::names(),
+                    })?,
+                )
+            }
         };
         let files = expand(&source.path).map_err(|message| ConfigError::BadGlob {
             path: path.to_path_buf(),
@@ -124,6 +126,30 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<FileSource>, ConfigError> {
     Ok(out)
 }
 
+/// serde_yaml reports no position for some errors (an unknown key at the
+/// top level); add the line of the offending key so the user can find it.
+fn with_line(message: String, text: &str) -> String {
+    if message.contains(" line ") {
+        return message;
+    }
+    let key = message
+        .split_once("unknown field `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(key, _)| key);
+    let Some(key) = key else {
+        return message;
+    };
+    let line = text.lines().position(|l| {
+        let l = l.trim_start().trim_start_matches("- ").trim_start();
+        l.strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with(':'))
+    });
+    match line {
+        Some(n) => format!("{message} at line {}", n + 1),
+        None => message,
+    }
+}
+
 /// A path with glob characters expands to the files matching now (sorted);
 /// a plain path stays as it is, even if the file does not exist yet (it is
 /// picked up when created).
@@ -132,7 +158,10 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>, String> {
         return Ok(vec![PathBuf::from(pattern)]);
     }
     let paths = glob::glob(pattern).map_err(|e| e.to_string())?;
-    let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+    let mut files: Vec<PathBuf> = paths
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
     files.sort();
     if files.is_empty() {
         tracing::warn!(pattern, "glob matches no file yet");
@@ -184,9 +213,12 @@ mod tests {
 
     #[test]
     fn unknown_format_is_an_error() {
-        let err = parse(Path::new("c.yml"), "sources:\n  - path: x\n    format: bogus\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse(
+            Path::new("c.yml"),
+            "sources:\n  - path: x\n    format: bogus\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("bogus") && err.contains("postfix"), "{err}");
     }
 
@@ -200,7 +232,10 @@ mod tests {
         let cfg = format!("sources:\n  - path: {pattern}\n    name: mx\n");
         let s = parse(Path::new("c.yml"), &cfg).unwrap();
         let paths: Vec<_> = s.iter().map(|s| s.path.clone()).collect();
-        assert_eq!(paths, vec![dir.path().join("a.log"), dir.path().join("b.log")]);
+        assert_eq!(
+            paths,
+            vec![dir.path().join("a.log"), dir.path().join("b.log")]
+        );
         assert!(s.iter().all(|s| s.name == "mx"));
     }
 }

@@ -116,15 +116,19 @@ pub async fn run(
                     start_at: None,
                 };
                 let obs: Arc<dyn SourceObserver> = observer.clone();
-                let handle = source::spawn_file_tail(tail, obs, tx.clone(), *poll_interval, stop.clone())
-                    .map_err(DaemonError::Thread)?;
+                let handle =
+                    source::spawn_file_tail(tail, obs, tx.clone(), *poll_interval, stop.clone())
+                        .map_err(DaemonError::Thread)?;
                 readers.push(handle);
             }
         }
         Feed::Demo { lines_per_second } => {
-            for (i, log) in [source::demo::POSTFIX_LAB_LOG, source::demo::POSTFIX_PRODUCTION_EXCERPT]
-                .into_iter()
-                .enumerate()
+            for (i, log) in [
+                source::demo::POSTFIX_LAB_LOG,
+                source::demo::POSTFIX_PRODUCTION_EXCERPT,
+            ]
+            .into_iter()
+            .enumerate()
             {
                 observer.source_up(SourceId(i), true);
                 let handle = source::demo::spawn_demo(
@@ -149,7 +153,13 @@ pub async fn run(
         })
         .map_err(DaemonError::Thread)?;
 
-    let served = http::serve(listener, settings.http.clone(), metrics.registry().clone(), shutdown).await;
+    let served = http::serve(
+        listener,
+        settings.http.clone(),
+        metrics.registry().clone(),
+        shutdown,
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     // Readers notice `stop` within one poll interval; the pipeline ends
     // when the last reader drops its sender.
@@ -159,7 +169,10 @@ pub async fn run(
         }
         let _ = pipeline_thread.join();
     });
-    if tokio::time::timeout(Duration::from_secs(3), joined).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(3), joined)
+        .await
+        .is_err()
+    {
         tracing::warn!("readers did not stop within 3 s; exiting anyway");
     }
     served?;

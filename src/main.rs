@@ -43,7 +43,11 @@ struct WebArgs {
     #[arg(long = "web.listen-address", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     listen_address: String,
     /// Path under which to expose metrics.
-    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics")]
+    #[arg(
+        long = "web.telemetry-path",
+        value_name = "PATH",
+        default_value = "/metrics"
+    )]
     telemetry_path: String,
     /// Web configuration file (TLS, basic auth) in the Prometheus exporter-toolkit format.
     #[arg(long = "web.config.file", value_name = "FILE")]
@@ -52,7 +56,11 @@ struct WebArgs {
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
     log_level: String,
     /// Most messages tracked at once by the per-message correlator.
-    #[arg(long = "state.max-messages", value_name = "N", default_value_t = 100_000)]
+    #[arg(
+        long = "state.max-messages",
+        value_name = "N",
+        default_value_t = 100_000
+    )]
     max_messages: usize,
     /// Forget a tracked message this long after it was first seen (e.g. 6d, 12h).
     #[arg(long = "state.ttl", value_name = "DURATION", default_value = "6d", value_parser = parse_duration)]
@@ -77,7 +85,11 @@ struct DaemonArgs {
     #[arg(long = "tail.poll-interval", value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     poll_interval: Duration,
     /// Longest line accepted; longer lines are skipped and counted.
-    #[arg(long = "log.max-line-bytes", value_name = "BYTES", default_value_t = 65_536)]
+    #[arg(
+        long = "log.max-line-bytes",
+        value_name = "BYTES",
+        default_value_t = 65_536
+    )]
     max_line_bytes: usize,
     #[command(flatten)]
     web: WebArgs,
@@ -109,7 +121,9 @@ enum Command {
 
 /// Parses `500ms`, `30s`, `10m`, `12h`, `6d` (a bare number is seconds).
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
@@ -120,7 +134,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => value * 60.0,
         "h" => value * 3600.0,
         "d" => value * 86_400.0,
-        _ => return Err(format!("unknown unit {unit:?} in {text:?}; use ms, s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}; use ms, s, m, h or d"
+            ))
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
@@ -131,7 +149,10 @@ fn parse_format(name: &str) -> Result<Option<Format>> {
     }
     match Format::from_name(name) {
         Some(f) => Ok(Some(f)),
-        None => bail!("unknown log format {name:?}; use auto or one of: {}", Format::names()),
+        None => bail!(
+            "unknown log format {name:?}; use auto or one of: {}",
+            Format::names()
+        ),
     }
 }
 
@@ -157,7 +178,10 @@ fn http_settings(web: &WebArgs) -> Result<HttpSettings> {
         None => None,
     };
     if !web.telemetry_path.starts_with('/') {
-        bail!("--web.telemetry-path must start with '/', got {:?}", web.telemetry_path);
+        bail!(
+            "--web.telemetry-path must start with '/', got {:?}",
+            web.telemetry_path
+        );
     }
     Ok(HttpSettings {
         listen_address: web.listen_address.clone(),
@@ -222,14 +246,18 @@ fn replay(format: &str, max_line_bytes: usize, files: &[PathBuf]) -> Result<()> 
         Zone::Local,
         Box::new(SystemClock),
     );
-    let observer = SourceMetrics::new(metrics.clone(), specs.iter().map(|s| s.name.clone()).collect());
+    let observer = SourceMetrics::new(
+        metrics.clone(),
+        specs.iter().map(|s| s.name.clone()).collect(),
+    );
     for (i, path) in files.iter().enumerate() {
         let source = SourceId(i);
         if path == Path::new("-") {
             let stdin = std::io::stdin();
             pipeline.replay_reader(source, path, stdin.lock(), max_line_bytes, &observer)?;
         } else {
-            let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
             pipeline.replay_reader(source, path, file, max_line_bytes, &observer)?;
         }
     }

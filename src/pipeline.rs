@@ -164,6 +164,7 @@ impl Pipeline {
         tracing::info!(source = %src.name, format = format.name(), "detected log format");
         src.format = Some(format);
         src.lines = self.metrics.line_counters(&src.name, format.name());
+        self.metrics.forget_undetected(&src.name);
         self.metrics.init_mta(format.mta());
         let pending = std::mem::take(&mut src.pending);
         for old in &pending {

@@ -310,6 +310,20 @@ impl Metrics {
         }
     }
 
+    /// Drops a source's `format="unknown"` line series once its format is
+    /// known, unless lines were already counted there.
+    pub fn forget_undetected(&self, source: &str) {
+        let counts: Vec<u64> = ["parsed", "ignored", "unparsed"]
+            .iter()
+            .map(|r| self.lines.with_label_values(&[source, "unknown", r]).get())
+            .collect();
+        if counts.iter().all(|&n| n == 0) {
+            for r in ["parsed", "ignored", "unparsed"] {
+                let _ = self.lines.remove_label_values(&[source, "unknown", r]);
+            }
+        }
+    }
+
     /// Counter handles of `maillog_lines_total` for one source and format:
     /// (parsed, ignored, unparsed), looked up once.
     pub fn line_counters(&self, source: &str, format: &str) -> [IntCounter; 3] {

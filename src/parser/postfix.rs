@@ -429,10 +429,7 @@ fn tls_established(text: &[u8], word: &[u8]) -> bool {
         return false;
     };
     let kind = &text[..space];
-    if !matches!(
-        kind,
-        b"Anonymous" | b"Trusted" | b"Untrusted" | b"Verified"
-    ) {
+    if !matches!(kind, b"Anonymous" | b"Trusted" | b"Untrusted" | b"Verified") {
         return false;
     }
     text[space + 1..]

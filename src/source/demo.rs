@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A real Postfix 3.7 log recorded on loopback (see tests/fixtures/README.md).
-pub const POSTFIX_LAB_LOG: &[u8] = include_bytes!("../../tests/fixtures/postfix/real_postfix37_lab.log");
+pub const POSTFIX_LAB_LOG: &[u8] =
+    include_bytes!("../../tests/fixtures/postfix/real_postfix37_lab.log");
 /// A contiguous excerpt of a real production Postfix log.
 pub const POSTFIX_PRODUCTION_EXCERPT: &[u8] =
     include_bytes!("../../tests/fixtures/postfix/kdent_conch_excerpt.log");
@@ -18,8 +19,8 @@ pub const POSTFIX_PRODUCTION_EXCERPT: &[u8] =
 /// Replaces a leading `Mmm dd hh:mm:ss` stamp with `stamp`; other lines are
 /// copied unchanged.
 pub fn restamp(line: &[u8], stamp: &[u8; 15], out: &mut Vec<u8>) {
-    let has_stamp = line.len() > 15
-        && crate::parser::time::parse_syslog_stamp(&line[..15]).is_some();
+    let has_stamp =
+        line.len() > 15 && crate::parser::time::parse_syslog_stamp(&line[..15]).is_some();
     if has_stamp {
         out.extend_from_slice(stamp);
         out.extend_from_slice(&line[15..]);
@@ -81,10 +82,21 @@ mod tests {
     #[test]
     fn restamps_syslog_lines_only() {
         let mut out = Vec::new();
-        restamp(b"Nov 21 10:00:00 mx1 postfix/qmgr[1]: ABCDE12345: removed\n", b"Jan  2 03:04:05", &mut out);
-        assert_eq!(out, b"Jan  2 03:04:05 mx1 postfix/qmgr[1]: ABCDE12345: removed\n");
+        restamp(
+            b"Nov 21 10:00:00 mx1 postfix/qmgr[1]: ABCDE12345: removed\n",
+            b"Jan  2 03:04:05",
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            b"Jan  2 03:04:05 mx1 postfix/qmgr[1]: ABCDE12345: removed\n"
+        );
         out.clear();
-        restamp(b"2020-03-19T09:29:04.507835+00:00 h p[1]: m\n", b"Jan  2 03:04:05", &mut out);
+        restamp(
+            b"2020-03-19T09:29:04.507835+00:00 h p[1]: m\n",
+            b"Jan  2 03:04:05",
+            &mut out,
+        );
         assert_eq!(out, b"2020-03-19T09:29:04.507835+00:00 h p[1]: m\n");
     }
 

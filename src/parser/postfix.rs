@@ -444,7 +444,10 @@ fn smtpd<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
         }
         b'N' if t.starts_with(b"NOQUEUE: ") => {
             let rest = &t[9..];
-            if rest.starts_with(b"client=") || rest.starts_with(b"lost connection") {
+            if let Some(after) = rest.strip_prefix(b"lost connection after ") {
+                return Some(session_error(service, SessionError::LostConnection, after));
+            }
+            if rest.starts_with(b"client=") {
                 return Some(none());
             }
             return policy_action(service, rest);
@@ -695,7 +698,8 @@ fn parse_stage_delays(text: &[u8]) -> Option<[f64; 4]> {
 fn delivery_agent<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
     let t = line.text;
     if let Some(r) = t.strip_prefix(b"connect to ") {
-        let error = if r.ends_with(b"Connection timed out") {
+        // Linux says `Connection timed out`, the BSDs `Operation timed out`.
+        let error = if r.ends_with(b"Connection timed out") || r.ends_with(b"Operation timed out") {
             "timeout"
         } else if r.ends_with(b"Connection refused") {
             "refused"
@@ -1072,6 +1076,29 @@ mod tests {
             vec![Event::AuthFailure {
                 service: "smtpd",
                 mechanism: "PLAIN"
+            }]
+        );
+    }
+
+    #[test]
+    fn noqueue_lost_connection_is_a_session_error() {
+        assert_eq!(
+            events("Sep 17 18:19:20 mxhost postfix/smtpd[12345]: NOQUEUE: lost connection after CONNECT from unknown[192.0.2.25]"),
+            vec![Event::SmtpSessionError {
+                service: "smtpd",
+                kind: SessionError::LostConnection,
+                after: RejectStage::Connect
+            }]
+        );
+    }
+
+    #[test]
+    fn bsd_connect_timeout_is_a_timeout() {
+        assert_eq!(
+            events("Aug 30 13:56:20 mail1 postfix/smtp[34352]: connect to mx.impressivevalue.com[52.8.227.207]:25: Operation timed out"),
+            vec![Event::OutboundConnectError {
+                transport: "smtp",
+                error: "timeout"
             }]
         );
     }

@@ -35,11 +35,21 @@ pub fn split_syslog(line: &[u8]) -> Option<Envelope<'_>> {
     let (time, stamp_len) = if line.first().is_some_and(u8::is_ascii_digit) {
         let end = memchr::memchr(b' ', line)?;
         (parse_rfc3339(&line[..end])?, end)
+    } else if let Some(t) = line.get(..15).and_then(parse_syslog_stamp) {
+        (t, 15)
     } else {
-        (parse_syslog_stamp(line.get(..15)?)?, 15)
+        (parse_unpadded_stamp(line.get(..14)?)?, 14)
     };
     let time_text = &line[..stamp_len];
-    let rest = line.get(stamp_len..)?.strip_prefix(b" ")?;
+    let mut rest = line.get(stamp_len..)?.strip_prefix(b" ")?;
+    // FreeBSD syslogd -v writes the facility and level before the host:
+    // `Jul  1 20:08:06 <mail.info> mailhost postfix/smtpd[4379]: …`.
+    if rest.first() == Some(&b'<') {
+        let end = memchr::memchr(b' ', rest)?;
+        if rest[end - 1] == b'>' {
+            rest = &rest[end + 1..];
+        }
+    }
     let host_end = memchr::memchr(b' ', rest)?;
     let host = &rest[..host_end];
     if host.is_empty() {
@@ -53,7 +63,16 @@ pub fn split_syslog(line: &[u8]) -> Option<Envelope<'_>> {
     if tag.is_empty() || tag.contains(&b' ') {
         return None;
     }
-    let message = rest.get(colon + 2..).unwrap_or(&[]);
+    let mut message = rest.get(colon + 2..).unwrap_or(&[]);
+    // Solaris syslogd puts a message id before the text:
+    // `postfix/cleanup[14194]: [ID 197553 mail.info] EC2B339E5: …`.
+    if let Some(tail) = message.strip_prefix(b"[ID ") {
+        if let Some(close) = memchr::memchr(b']', tail) {
+            message = tail
+                .get(close + 1..)
+                .map_or(&[][..], |m| m.strip_prefix(b" ").unwrap_or(m));
+        }
+    }
     let (program, pid) = match tag.split_last() {
         Some((b']', head)) => {
             let open = memchr::memrchr(b'[', head)?;
@@ -73,6 +92,18 @@ pub fn split_syslog(line: &[u8]) -> Option<Envelope<'_>> {
         pid,
         message,
     })
+}
+
+/// `Mmm d hh:mm:ss` with a one-digit day and a single space, as some
+/// relays and copies that collapse runs of spaces write it: 14 bytes.
+fn parse_unpadded_stamp(s: &[u8]) -> Option<LogTime> {
+    if s.len() != 14 || s[3] != b' ' || !s[4].is_ascii_digit() || s[5] != b' ' {
+        return None;
+    }
+    let mut padded = [b' '; 15];
+    padded[..4].copy_from_slice(&s[..4]);
+    padded[5..].copy_from_slice(&s[4..]);
+    parse_syslog_stamp(&padded)
 }
 
 /// Parses a run of ASCII digits as `u32`; `None` if empty, not all digits
@@ -191,6 +222,39 @@ mod tests {
             LogTime::Absolute(t) => assert!((t - 1_584_610_144.507_835).abs() < 1e-6),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn unpadded_one_digit_day() {
+        let e =
+            split_syslog(b"Mar 7 02:09:33 server postfix/smtpd[27246]: connect from x[1.2.3.4]")
+                .unwrap();
+        assert_eq!(e.time_text, b"Mar 7 02:09:33");
+        assert_eq!(e.host, b"server");
+        assert!(matches!(
+            e.time,
+            LogTime::Syslog {
+                month: 3,
+                day: 7,
+                second_of_day: 7773
+            }
+        ));
+        assert!(split_syslog(b"Mar 77 02:09:33 server p: m").is_none());
+    }
+
+    #[test]
+    fn freebsd_facility_and_solaris_message_id() {
+        let e = split_syslog(
+            b"Jul  1 20:08:06 <mail.info> mailhost postfix/smtpd[4379]: connect from unknown[10.0.0.1]",
+        )
+        .unwrap();
+        assert_eq!(e.host, b"mailhost");
+        assert_eq!(e.program, b"postfix/smtpd");
+        let e = split_syslog(
+            b"Aug 17 15:16:12 mailhost postfix/cleanup[14194]: [ID 197553 mail.info] EC2B339E5: message-id=<a@b>",
+        )
+        .unwrap();
+        assert_eq!(e.message, b"EC2B339E5: message-id=<a@b>");
     }
 
     #[test]

@@ -81,19 +81,54 @@ pub fn parse_message<'a>(program: &'a [u8], message: &'a [u8]) -> LineOutcome<'a
         b"postfix-script" | b"postfix" => script(&line),
         b"postsuper" => postsuper(&line),
         b"dnsblog" => message.starts_with(b"addr ").then(none),
-        b"tlsproxy" => (message.starts_with(b"CONNECT from ")
-            || message.starts_with(b"DISCONNECT ")
-            || message.contains_str(b"TLS connection established from"))
-        .then(none),
-        b"tlsmgr" | b"verify" | b"proxymap" | b"trivial-rewrite" | b"postlog" | b"postlogd"
-        | b"sendmail" | b"postdrop" | b"postmap" | b"postalias" | b"flush" | b"showq"
-        | b"spawn" | b"postqueue" | b"postmulti" | b"postconf" | b"local-tls" => None,
+        b"tlsproxy" => tlsproxy(message),
+        b"verify" => verify(message),
+        b"tlsmgr" | b"proxymap" | b"trivial-rewrite" | b"postlog" | b"postlogd" | b"sendmail"
+        | b"postdrop" | b"postmap" | b"postalias" | b"flush" | b"showq" | b"spawn"
+        | b"postqueue" | b"postmulti" | b"postconf" | b"local-tls" => None,
         _ => None,
     };
-    match result {
+    match result.or_else(|| any_daemon(message)) {
         Some(events) => LineOutcome::Parsed(events),
         None => LineOutcome::Unparsed,
     }
+}
+
+/// Informational lines any Postfix daemon may log, tried after the
+/// daemon's own shapes failed.
+fn any_daemon<'a>(t: &[u8]) -> Option<Events<'a>> {
+    // multi_server.c and friends: a lookup table file changed, the process
+    // exits so that master starts a fresh one.
+    if t.starts_with(b"table ") && t.ends_with(b" has changed -- restarting") {
+        return Some(none());
+    }
+    // TLS library setup (tls_misc.c, tls_certkey.c): logged at info level
+    // after the `warning:` lines that explain it, which are counted.
+    if t.starts_with(b"cannot load Certificate Authority data") {
+        return Some(none());
+    }
+    None
+}
+
+/// tlsproxy(8): the server side for postscreen and, since Postfix 3.4, the
+/// client side for smtp(8) with connection reuse. Its TLS lines are not
+/// counted: smtpd (after postscreen hands over) and smtp (which logs the
+/// session summary it receives from tlsproxy, `tls_log_summary` with
+/// `TLS_USAGE_NEW` in smtp_proto.c) log the same session again.
+fn tlsproxy<'a>(t: &[u8]) -> Option<Events<'a>> {
+    (t.starts_with(b"CONNECT from ")
+        || t.starts_with(b"CONNECT to ")
+        || t.starts_with(b"DISCONNECT ")
+        || tls_established(t, b"from ")
+        || tls_established(t, b"to "))
+    .then(none)
+}
+
+/// verify(8): its address cache cleanup report (dict_cache.c).
+fn verify<'a>(t: &[u8]) -> Option<Events<'a>> {
+    let cleanup = t.starts_with(b"cache ")
+        && (t.contains_str(b" full cleanup: ") || t.contains_str(b" partial cleanup: "));
+    cleanup.then(none)
 }
 
 /// The message of one Postfix line with its daemon and service.
@@ -307,8 +342,7 @@ fn reply_code(text: &[u8]) -> Option<u16> {
 
 /// `reject: RCPT from …: 554 …` (after the queue id or `NOQUEUE: `).
 fn reject_event<'a>(service: &'a str, rest: &'a [u8]) -> Option<Events<'a>> {
-    let space = memchr::memchr(b' ', rest)?;
-    let stage = RejectStage::from_command(&rest[..space]);
+    let stage = stage_word(rest)?;
     let code = reply_code(rest)?;
     Some(one(Event::SmtpReject {
         service,
@@ -317,12 +351,36 @@ fn reject_event<'a>(service: &'a str, rest: &'a [u8]) -> Option<Events<'a>> {
     }))
 }
 
+/// The stage of `CMD from …` or `CMD: …` (proxy actions).
+fn stage_word(rest: &[u8]) -> Option<RejectStage> {
+    let space = memchr::memchr(b' ', rest)?;
+    let word = &rest[..space];
+    Some(RejectStage::from_command(
+        word.strip_suffix(b":").unwrap_or(word),
+    ))
+}
+
+/// `proxy-reject: END-OF-MESSAGE: 554 5.7.0 …; from=<…> …`: the
+/// before-queue content filter refused the message; Postfix passes the
+/// filter's reply on. An empty reply (`END-OF-MESSAGE: ;`) is still a
+/// reject, with an unknown code (0, the `other` code label).
+fn proxy_reject<'a>(service: &'a str, rest: &'a [u8]) -> Option<Events<'a>> {
+    let stage = stage_word(rest)?;
+    Some(one(Event::SmtpReject {
+        service,
+        stage,
+        code: reply_code(rest).unwrap_or(0),
+    }))
+}
+
 /// The actions smtpd and cleanup log for access/header/body/milter rules.
 fn policy_action<'a>(service: &'a str, rest: &'a [u8]) -> Option<Events<'a>> {
+    if let Some(r) = rest.strip_prefix(b"proxy-reject: ") {
+        return proxy_reject(service, r);
+    }
     if let Some(r) = rest
         .strip_prefix(b"reject: ")
         .or_else(|| rest.strip_prefix(b"milter-reject: "))
-        .or_else(|| rest.strip_prefix(b"proxy-reject: "))
     {
         if r.starts_with(b"header ") || r.starts_with(b"body ") {
             let code = reply_code(r)?;
@@ -386,7 +444,10 @@ fn smtpd<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
         }
         b'N' if t.starts_with(b"NOQUEUE: ") => {
             let rest = &t[9..];
-            if rest.starts_with(b"client=") || rest.starts_with(b"lost connection") {
+            if let Some(after) = rest.strip_prefix(b"lost connection after ") {
+                return Some(session_error(service, SessionError::LostConnection, after));
+            }
+            if rest.starts_with(b"client=") {
                 return Some(none());
             }
             return policy_action(service, rest);
@@ -398,11 +459,25 @@ fn smtpd<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
             }));
         }
         b'i' if t.starts_with(b"improper command pipelining after ") => return Some(none()),
+        // Before Postfix 2.3 rejects carried neither a queue id nor NOQUEUE.
+        b'r' if t.starts_with(b"reject: ") || t.starts_with(b"reject_warning: ") => {
+            return policy_action(service, t);
+        }
+        // Before-queue content filter (smtpd_proxy_filter) results, logged
+        // without a queue id: `proxy-accept: END-OF-MESSAGE: 250 …`.
+        b'p' if t.starts_with(b"proxy-accept: ") => return Some(none()),
+        b'p' if t.starts_with(b"proxy-reject: ") => return proxy_reject(service, &t[14..]),
+        // smtpd_forbid_bare_newline (Postfix 3.9, 3.8.4…): informational.
+        b'b' if t.starts_with(b"bare <") => return Some(none()),
         b'S' if t.starts_with(b"SSL_accept error from ") => return Some(none()),
         b'r' if t.starts_with(b"replacing command ") => return Some(none()),
         b's' if t.starts_with(b"setting up TLS connection from ") => return Some(none()),
         b'x' if t.starts_with(b"xclient:") => return Some(none()),
         _ => {}
+    }
+    // smtpd_command_filter: `host[addr]: replacing command "…" with "…"`.
+    if memmem::find(t, b"]: replacing command \"").is_some() {
+        return Some(none());
     }
     with_queue_id(line, |_, rest| {
         if rest.starts_with(b"client=") {
@@ -435,6 +510,18 @@ fn tls_established(text: &[u8], word: &[u8]) -> bool {
     text[space + 1..]
         .strip_prefix(b"TLS connection established ")
         .is_some_and(|r| r.starts_with(word))
+}
+
+/// `Verified TLS connection reused to …` (smtp with connection reuse): an
+/// existing TLS session carries another delivery, no new handshake.
+fn tls_reused(text: &[u8]) -> bool {
+    let Some(space) = memchr::memchr(b' ', text) else {
+        return false;
+    };
+    matches!(
+        &text[..space],
+        b"Anonymous" | b"Trusted" | b"Untrusted" | b"Verified"
+    ) && text[space + 1..].starts_with(b"TLS connection reused to ")
 }
 
 fn postscreen<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
@@ -471,7 +558,19 @@ fn postscreen<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
         b'P' if t.starts_with(b"PREGREET ") => verdict(Verdict::Denied, "pregreet"),
         b'H' if t.starts_with(b"HANGUP ") => verdict(Verdict::Denied, "hangup"),
         b'N' if t.starts_with(b"NON-SMTP COMMAND ") => verdict(Verdict::Denied, "non_smtp_command"),
-        b'N' if t.starts_with(b"NOQUEUE: ") => policy_action(service, &t[9..]),
+        b'N' if t.starts_with(b"NOQUEUE: ") => {
+            let rest = &t[9..];
+            postscreen_busy(service, rest).or_else(|| policy_action(service, rest))
+        }
+        b'r' => postscreen_busy(service, t),
+        b'D' | b'B'
+            if t.starts_with(b"DATA without valid RCPT from ")
+                || t.starts_with(b"BDAT without valid RCPT from ") =>
+        {
+            // The fake SMTP engine already rejected every RCPT (logged as
+            // `NOQUEUE: reject: RCPT`); the client then tried DATA anyway.
+            Some(none())
+        }
         b'A' if t.starts_with(b"ALLOWLISTED ") => verdict(Verdict::Allowed, "allowlisted"),
         b'A' if t.starts_with(b"ALLOWLIST VETO ") => verdict(Verdict::Denied, "allowlist_veto"),
         b'W' if t.starts_with(b"WHITELISTED ") => verdict(Verdict::Allowed, "allowlisted"),
@@ -480,6 +579,27 @@ fn postscreen<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
         b'a' if t.starts_with(b"all screening ports busy") => Some(none()),
         _ => None,
     }
+}
+
+/// postscreen turning a client away before any test because it is out of
+/// capacity: `reject: CONNECT from [a]:p: too many connections` (also
+/// `all screening ports busy`, `all server ports busy`; older versions
+/// write `connect`). postscreen replies `421` to all of them
+/// (postscreen.c, postscreen_early.c).
+fn postscreen_busy<'a>(service: &'a str, text: &[u8]) -> Option<Events<'a>> {
+    let rest = text
+        .strip_prefix(b"reject: CONNECT from ")
+        .or_else(|| text.strip_prefix(b"reject: connect from "))?;
+    let busy = rest.ends_with(b": too many connections")
+        || rest.ends_with(b": all screening ports busy")
+        || rest.ends_with(b": all server ports busy");
+    busy.then(|| {
+        one(Event::SmtpReject {
+            service,
+            stage: RejectStage::Connect,
+            code: 421,
+        })
+    })
 }
 
 fn cleanup<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
@@ -505,15 +625,21 @@ fn qmgr<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
             {
                 return Some(one(Event::MessageExpired { queue_id }));
             }
+            let Some(nrcpt) = field(rest, b"nrcpt=", b' ') else {
+                // Old Postfix (before 2.1) logged no recipient count:
+                // `from=<…>, size=1141 (queue active)`. Understood, but
+                // without a count there is no envelope to observe.
+                return rest.ends_with(b" (queue active)").then(none);
+            };
             let size = field(rest, b"size=", b',').and_then(parse_u64)?;
-            let recipients = field(rest, b"nrcpt=", b' ').and_then(parse_u32)?;
+            let recipients = parse_u32(nrcpt)?;
             return Some(one(Event::MessageEnvelope {
                 queue_id,
                 size,
                 recipients,
             }));
         }
-        if rest.starts_with(b"to=<") {
+        if rest.starts_with(b"to=") {
             return status_line(line.daemon, queue_id, rest);
         }
         if rest.starts_with(b"skipped, still being delivered") {
@@ -525,9 +651,14 @@ fn qmgr<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
 
 /// `to=<…>, [orig_to=<…>,] relay=…, delay=…, delays=a/b/c/d, dsn=…, status=… (…)`
 fn status_line<'a>(transport: &'a str, queue_id: &'a str, rest: &'a [u8]) -> Option<Events<'a>> {
-    let to = rest.strip_prefix(b"to=<")?;
-    let close = memchr::memchr(b'>', to)?;
-    let recipient = as_str(&to[..close]).unwrap_or("");
+    let to = rest.strip_prefix(b"to=")?;
+    // Old Postfix and some `local` lines write the address without angle
+    // brackets: `to=user@host, orig_to=…`.
+    let recipient = match to.strip_prefix(b"<") {
+        Some(addr) => &addr[..memchr::memchr(b'>', addr)?],
+        None => &to[..memchr::memchr(b',', to)?],
+    };
+    let recipient = as_str(recipient).unwrap_or("");
     let status_pos = memmem::rfind(rest, b", status=")?;
     let status_text = &rest[status_pos + 9..];
     let status_end = memchr::memchr(b' ', status_text).unwrap_or(status_text.len());
@@ -537,7 +668,9 @@ fn status_line<'a>(transport: &'a str, queue_id: &'a str, rest: &'a [u8]) -> Opt
         b"bounced" => DeliveryStatus::Bounced,
         // Address verification probes (`sendmail -bv`, verify(8)) and
         // trace/expand results deliver nothing.
-        b"deliverable" | b"undeliverable" | b"expandable" => return Some(none()),
+        b"deliverable" | b"undeliverable" | b"undeliverable-but-not-cached" | b"expandable" => {
+            return Some(none())
+        }
         _ => return None,
     };
     let head = &rest[..status_pos];
@@ -565,7 +698,8 @@ fn parse_stage_delays(text: &[u8]) -> Option<[f64; 4]> {
 fn delivery_agent<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
     let t = line.text;
     if let Some(r) = t.strip_prefix(b"connect to ") {
-        let error = if r.ends_with(b"Connection timed out") {
+        // Linux says `Connection timed out`, the BSDs `Operation timed out`.
+        let error = if r.ends_with(b"Connection timed out") || r.ends_with(b"Operation timed out") {
             "timeout"
         } else if r.ends_with(b"Connection refused") {
             "refused"
@@ -585,11 +719,15 @@ fn delivery_agent<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
             direction: Direction::Outbound,
         }));
     }
-    if t.starts_with(b"Host offered STARTTLS") || t.starts_with(b"SSL_connect error") {
+    if t.starts_with(b"Host offered STARTTLS")
+        || t.starts_with(b"SSL_connect error")
+        || t.starts_with(b"certificate verification failed for ")
+        || tls_reused(t)
+    {
         return Some(none());
     }
     with_queue_id(line, |queue_id, rest| {
-        if rest.starts_with(b"to=<") {
+        if rest.starts_with(b"to=") {
             return status_line(line.daemon, queue_id, rest);
         }
         const NOTES: [&[u8]; 11] = [
@@ -641,12 +779,16 @@ fn master<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
 }
 
 fn script<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
-    const KNOWN: [&[u8]; 5] = [
+    const KNOWN: [&[u8]; 8] = [
         b"starting the Postfix mail system",
         b"stopping the Postfix mail system",
         b"refreshing the Postfix mail system",
         b"waiting for the Postfix mail system to terminate",
         b"the Postfix mail system is",
+        // postfix(1) with compatibility_level below the built-in default.
+        b"Postfix is running with backwards-compatible default settings",
+        b"See http://www.postfix.org/COMPATIBILITY_README.html for details",
+        b"To disable backwards compatibility use ",
     ];
     KNOWN.iter().any(|p| line.text.starts_with(p)).then(none)
 }
@@ -760,6 +902,203 @@ mod tests {
             vec![Event::AuthFailure {
                 service: "smtpd",
                 mechanism: "LOGIN"
+            }]
+        );
+    }
+
+    fn no_events(line: &str) {
+        assert_eq!(events(line), vec![], "{line}");
+    }
+
+    fn reject(service: &str, stage: RejectStage, code: u16) -> Vec<Event<'_>> {
+        vec![Event::SmtpReject {
+            service,
+            stage,
+            code,
+        }]
+    }
+
+    #[test]
+    fn postscreen_capacity_rejects_are_421_at_connect() {
+        for line in [
+            "Feb 24 16:18:40 letterman postfix/postscreen[1234]: NOQUEUE: reject: CONNECT from [1.2.3.4]:5678: all screening ports busy",
+            "Feb 24 16:18:40 letterman postfix/postscreen[1234]: NOQUEUE: reject: CONNECT from [1.2.3.4]:5678: all server ports busy",
+            "Feb 24 16:18:40 letterman postfix/postscreen[1234]: NOQUEUE: reject: CONNECT from [1.2.3.4]:5678: too many connections",
+        ] {
+            assert_eq!(
+                events(line),
+                reject("postscreen", RejectStage::Connect, 421),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            parse_message(
+                b"postfix/postscreen",
+                b"reject: connect from [1.2.3.4]:5678: all screening ports busy"
+            ),
+            LineOutcome::Parsed(one(Event::SmtpReject {
+                service: "postscreen",
+                stage: RejectStage::Connect,
+                code: 421
+            }))
+        );
+    }
+
+    #[test]
+    fn postscreen_data_without_valid_rcpt_is_understood() {
+        no_events("Jan 1 00:00:00 hostname postfix/postscreen[12345]: DATA without valid RCPT from [123.45.67.89]:12345");
+        no_events("Jan 1 00:00:00 hostname postfix/postscreen[12345]: BDAT without valid RCPT from [123.45.67.89]:12345");
+    }
+
+    #[test]
+    fn proxy_filter_results() {
+        no_events("Feb 10 17:44:35 hostname postfix/smtpd[9535]: proxy-accept: END-OF-MESSAGE: 250 2.0.0 Ok: queued as 7A19580147C; from=<securitycheck@emailsecuritycheck.net> to=<mail@domain.xy> proto=ESMTP helo=<byteplant.com>");
+        let r = parse_message(b"postfix/smtpd", b"proxy-reject: END-OF-MESSAGE: 554 5.7.0 Reject, contact postmaster@example.com, id=31619-02 - spam; from=<> to=<user2@example2.com> proto=SMTP helo=<17.33.12.53>");
+        assert_eq!(
+            r,
+            LineOutcome::Parsed(one(Event::SmtpReject {
+                service: "smtpd",
+                stage: RejectStage::EndOfMessage,
+                code: 554
+            }))
+        );
+        // An empty filter reply is still a reject; its code is unknown.
+        let r = parse_message(b"postfix/smtpd", b"proxy-reject: END-OF-MESSAGE: ; from=<user1@test.example.com> to=<user2@example2.com> proto=ESMTP helo=<[192.168.0.16]>");
+        assert_eq!(
+            r,
+            LineOutcome::Parsed(one(Event::SmtpReject {
+                service: "smtpd",
+                stage: RejectStage::EndOfMessage,
+                code: 0
+            }))
+        );
+    }
+
+    #[test]
+    fn old_reject_without_queue_id() {
+        assert_eq!(
+            events("Jan 01 12:00:00 halley postfix/smtpd[9245]: reject: RCPT from unknown[203.156.32.33]: 554 <userx@yahoo.com>: Recipient address rejected: Relay access denied; from=<sender@aol.com> to=<userx@yahoo.com>"),
+            reject("smtpd", RejectStage::Rcpt, 554)
+        );
+    }
+
+    #[test]
+    fn reject_warning_is_not_a_reject() {
+        no_events("Jan 01 12:00:00 mx postfix/smtpd[1]: NOQUEUE: reject_warning: RCPT from unknown[1.2.3.4]: 450 4.7.1 Client host rejected: cannot find your hostname; from=<a@b> to=<c@d> proto=ESMTP helo=<x>");
+    }
+
+    #[test]
+    fn smtpd_informational_lines() {
+        no_events("Sep  6 12:17:24 smailer postfix/smtpd[31817]: unknown[10.13.37.100]: replacing command \"RCPT TO: <recipient_user@fmi.fr>\" with \"RCPT TO: <recipient_user@fmi.fr> NOTIFY=SUCCESS,FAILURE,DELAY\"");
+        no_events("Jan 01 12:00:00 mx postfix/smtpd[1]: bare <LF> received after CONNECT from example.net[1.2.3.4]");
+        no_events("Feb 14 19:05:25 123-mail postfix/smtpd[1517]: table hash:/etc/postfix/virtual_mailbox_maps(0,lock|fold_fix) has changed -- restarting");
+        no_events("Jun  3 14:46:20 host postfix/smtpd[1563]: cannot load Certificate Authority data: disabling TLS support");
+    }
+
+    #[test]
+    fn rsyslog_repeat_lines_are_not_postfix_lines() {
+        assert_eq!(
+            parse(b"Sep 30 17:10:43 svcenmta01 postfix/smtpd[11557]: message repeated 2 times: [ connect from pccenofi35.ldomain.local[192.168.0.135]]").outcome,
+            LineOutcome::Unparsed
+        );
+    }
+
+    #[test]
+    fn tlsproxy_client_side_is_not_counted_twice() {
+        no_events("2020-03-19T16:16:47.986953+00:00 638fbdd7968d postfix/tlsproxy[26371]: CONNECT to [173.194.222.27]:25");
+        no_events("2020-03-19T16:16:48.000693+00:00 638fbdd7968d postfix/tlsproxy[26371]: Trusted TLS connection established to gmail-smtp-in.l.google.com[173.194.222.27]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits)");
+        no_events("Jan 01 12:00:00 mx postfix/smtp[1]: Verified TLS connection reused to mx.example.com[1.2.3.4]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)");
+    }
+
+    #[test]
+    fn smtp_certificate_verification_note() {
+        assert_eq!(
+            parse_message(
+                b"postfix/smtp",
+                b"certificate verification failed for mail.example.com[113.169.17.115]:25: self-signed certificate."
+            ),
+            LineOutcome::Parsed(none())
+        );
+    }
+
+    #[test]
+    fn verify_probe_results_and_cache_cleanup() {
+        assert_eq!(
+            parse_message(b"postfix/error", b"3E29030F8637E: to=<user@yahoo.com>, relay=none, delay=0.01, delays=0.01/0/0/0, dsn=5.1.1, status=undeliverable-but-not-cached (User unknown in virtual alias table)"),
+            LineOutcome::Parsed(none())
+        );
+        no_events("Aug 27 21:57:11 mail1 postfix/verify[32135]: cache lmdb:/var/lib/postfix/verify_cache full cleanup: retained=724 dropped=6 entries");
+    }
+
+    #[test]
+    fn recipient_without_angle_brackets() {
+        let r = parse_message(b"postfix/local", b"892A0205B6: to=ghdsgfhdslfh@localhost, relay=local, delay=0.05, delays=0.02/0/0/0.02, dsn=5.1.1, status=bounced (unknown user: \"ghdsgfhdslfh\")");
+        let LineOutcome::Parsed(e) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            e.into_vec(),
+            vec![Event::Delivery(Delivery {
+                queue_id: "892A0205B6",
+                transport: "local",
+                recipient: "ghdsgfhdslfh@localhost",
+                status: DeliveryStatus::Bounced,
+                delay: Some(0.05),
+                stage_delays: Some([0.02, 0.0, 0.0, 0.02]),
+            })]
+        );
+    }
+
+    #[test]
+    fn old_qmgr_envelope_without_nrcpt_is_understood() {
+        no_events("Sep 24 14:45:15 wideboy postfix/qmgr[22331]: 7E0E6196: from=<xxx@hotmail.com>, size=1141 (queue active)");
+    }
+
+    #[test]
+    fn qmgr_expired_is_per_message() {
+        assert_eq!(
+            events("Jan 1 00:00:00 hostname postfix/qmgr[12345]: 123456789AB: from=<user@example.com>>, status=expired, returned to sender"),
+            vec![Event::MessageExpired { queue_id: "123456789AB" }]
+        );
+    }
+
+    #[test]
+    fn compatibility_notes_of_the_postfix_command() {
+        no_events("Oct  2 18:37:35 telaviv1 postfix[1086537]: Postfix is running with backwards-compatible default settings");
+        no_events("Oct  2 18:37:35 telaviv1 postfix[1086537]: See http://www.postfix.org/COMPATIBILITY_README.html for details");
+        no_events("Oct  2 18:37:35 telaviv1 postfix[1086537]: To disable backwards compatibility use \"postconf compatibility_level=2\" and \"postfix reload\"");
+    }
+
+    #[test]
+    fn unpadded_day_sasl_failure() {
+        assert_eq!(
+            events("Aug 3 15:30:49 ksusha postfix/smtpd[17041]: warning: mail.foldsandwalker.com[98.191.84.74]: SASL Plain authentication failed:"),
+            vec![Event::AuthFailure {
+                service: "smtpd",
+                mechanism: "PLAIN"
+            }]
+        );
+    }
+
+    #[test]
+    fn noqueue_lost_connection_is_a_session_error() {
+        assert_eq!(
+            events("Sep 17 18:19:20 mxhost postfix/smtpd[12345]: NOQUEUE: lost connection after CONNECT from unknown[192.0.2.25]"),
+            vec![Event::SmtpSessionError {
+                service: "smtpd",
+                kind: SessionError::LostConnection,
+                after: RejectStage::Connect
+            }]
+        );
+    }
+
+    #[test]
+    fn bsd_connect_timeout_is_a_timeout() {
+        assert_eq!(
+            events("Aug 30 13:56:20 mail1 postfix/smtp[34352]: connect to mx.impressivevalue.com[52.8.227.207]:25: Operation timed out"),
+            vec![Event::OutboundConnectError {
+                transport: "smtp",
+                error: "timeout"
             }]
         );
     }

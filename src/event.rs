@@ -82,6 +82,37 @@ impl RejectStage {
     }
 }
 
+/// A bounded label for the SMTP command a session ended after: the
+/// commands of RFC 5321 and its extensions, Postfix's pseudo-commands
+/// `CONNECT`, `END-OF-MESSAGE` and `UNKNOWN`, and `other` for the rest.
+pub fn smtp_command_label(word: &[u8]) -> &'static str {
+    const COMMANDS: [&str; 17] = [
+        "CONNECT",
+        "HELO",
+        "EHLO",
+        "STARTTLS",
+        "AUTH",
+        "MAIL",
+        "RCPT",
+        "DATA",
+        "BDAT",
+        "END-OF-MESSAGE",
+        "RSET",
+        "NOOP",
+        "VRFY",
+        "ETRN",
+        "QUIT",
+        "XCLIENT",
+        "UNKNOWN",
+    ];
+    let word = word.strip_suffix(b":").unwrap_or(word);
+    COMMANDS
+        .iter()
+        .find(|c| c.as_bytes() == word)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// Direction of a TLS session (the `direction` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -234,7 +265,8 @@ pub enum Event<'a> {
     SmtpSessionError {
         service: &'a str,
         kind: SessionError,
-        after: RejectStage,
+        /// The last SMTP command, from [`smtp_command_label`].
+        after: &'static str,
     },
     /// A TLS session was established.
     TlsConnection {

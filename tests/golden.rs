@@ -395,8 +395,12 @@ fn fail2ban_postfix_counts_match_the_log() {
                 1.0,
             ),
             (
-                r#"mail_smtp_session_errors_total{after="other",kind="lost_connection",mta="postfix",service="smtpd"}"#,
-                4.0,
+                r#"mail_smtp_session_errors_total{after="AUTH",kind="lost_connection",mta="postfix",service="smtpd"}"#,
+                3.0,
+            ),
+            (
+                r#"mail_smtp_session_errors_total{after="STARTTLS",kind="lost_connection",mta="postfix",service="smtpd"}"#,
+                1.0,
             ),
             (
                 r#"mail_smtp_session_errors_total{after="RCPT",kind="too_many_errors",mta="postfix",service="smtpd"}"#,

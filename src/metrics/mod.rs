@@ -402,16 +402,10 @@ impl Metrics {
             .inc();
     }
 
-    pub fn smtp_session_error(
-        &self,
-        mta: &str,
-        service: &str,
-        kind: SessionError,
-        after: RejectStage,
-    ) {
+    pub fn smtp_session_error(&self, mta: &str, service: &str, kind: SessionError, after: &str) {
         let service = self.bounded("service", service);
         self.smtp_session_errors
-            .with_label_values(&[mta, service, kind.as_str(), after.as_str()])
+            .with_label_values(&[mta, service, kind.as_str(), after])
             .inc();
     }
 

@@ -14,8 +14,8 @@
 //! `statistics` or `warning` are never mistaken for one.
 
 use crate::event::{
-    BounceKind, Delivery, DeliveryStatus, Direction, Event, Events, Lifecycle, RejectStage,
-    SessionError, Severity, Verdict,
+    smtp_command_label, BounceKind, Delivery, DeliveryStatus, Direction, Event, Events, Lifecycle,
+    RejectStage, SessionError, Severity, Verdict,
 };
 use crate::line::{as_str, field, parse_decimal, parse_u32, parse_u64, split_syslog};
 use crate::parser::{LineOutcome, ParsedLine};
@@ -493,7 +493,7 @@ fn session_error<'a>(service: &'a str, kind: SessionError, after: &[u8]) -> Even
     one(Event::SmtpSessionError {
         service,
         kind,
-        after: RejectStage::from_command(&after[..end]),
+        after: smtp_command_label(&after[..end]),
     })
 }
 
@@ -1087,7 +1087,7 @@ mod tests {
             vec![Event::SmtpSessionError {
                 service: "smtpd",
                 kind: SessionError::LostConnection,
-                after: RejectStage::Connect
+                after: "CONNECT"
             }]
         );
     }

@@ -6,3 +6,5 @@
 
 mod golden;
 mod postfix_coverage;
+mod process;
+mod support;

@@ -32,6 +32,15 @@ struct KeyRef<'a> {
     queue_id: &'a str,
 }
 
+impl From<&KeyRef<'_>> for MessageKey {
+    fn from(key: &KeyRef<'_>) -> MessageKey {
+        MessageKey {
+            source: key.source,
+            queue_id: key.queue_id.into(),
+        }
+    }
+}
+
 impl Equivalent<MessageKey> for KeyRef<'_> {
     fn equivalent(&self, key: &MessageKey) -> bool {
         self.source == key.source && self.queue_id == &*key.queue_id
@@ -194,46 +203,45 @@ impl Correlator {
         self.advance(time);
         let probe = KeyRef { source, queue_id };
         if !self.messages.contains_key(&probe) {
-            let key = MessageKey {
-                source,
-                queue_id: queue_id.into(),
-            };
-            while self.messages.len() >= self.settings.max_messages {
-                let Some((seq, _, _)) = self.order.front() else {
-                    break;
-                };
-                let seq = *seq;
-                if self.is_live(seq) {
-                    self.evict_front(Eviction::Capacity);
-                } else {
-                    self.order.pop_front();
-                }
-            }
-            self.compact_order();
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            self.order.push_back((seq, time, key.clone()));
-            let g = usize::from(group);
-            if self.group_counts.len() <= g {
-                self.group_counts.resize(g + 1, 0);
-            }
-            self.group_counts[g] += 1;
-            self.messages.insert(
-                key,
-                MessageState {
-                    seq,
-                    group,
-                    first_seen: time,
-                    received: false,
-                    envelope_seen: false,
-                    deferrals: Vec::new(),
-                },
-            );
+            self.make_room();
         }
-        // The key was just inserted or already present.
-        self.messages
-            .get_mut(&probe)
-            .unwrap_or_else(|| unreachable!("message state present after insert"))
+        let order = &mut self.order;
+        let next_seq = &mut self.next_seq;
+        let group_counts = &mut self.group_counts;
+        self.messages.entry_ref(&probe).or_insert_with(|| {
+            let seq = *next_seq;
+            *next_seq += 1;
+            order.push_back((seq, time, MessageKey::from(&probe)));
+            let g = usize::from(group);
+            if group_counts.len() <= g {
+                group_counts.resize(g + 1, 0);
+            }
+            group_counts[g] += 1;
+            MessageState {
+                seq,
+                group,
+                first_seen: time,
+                received: false,
+                envelope_seen: false,
+                deferrals: Vec::new(),
+            }
+        })
+    }
+
+    /// Evicts the oldest messages until one more fits.
+    fn make_room(&mut self) {
+        while self.messages.len() >= self.settings.max_messages {
+            let Some((seq, _, _)) = self.order.front() else {
+                break;
+            };
+            let seq = *seq;
+            if self.is_live(seq) {
+                self.evict_front(Eviction::Capacity);
+            } else {
+                self.order.pop_front();
+            }
+        }
+        self.compact_order();
     }
 
     /// Drops queue entries of messages already gone once they outnumber

@@ -1,0 +1,7 @@
+//! Integration tests: one binary, one module per area.
+
+// Test code: a panic is a failed test, not a crashed daemon (as clippy.toml
+// allows in unit tests).
+#![allow(clippy::unwrap_used)]
+
+mod dashboards;

@@ -15,7 +15,9 @@ as_root() {
 # metrics output and the rules; postfix runs as a private instance on
 # loopback. Installing must never start or configure a system service.
 need_pkgs=()
-command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+# The same package brings the prometheus server for the end-to-end test of
+# the dashboards' rules (tests/dashboards.rs).
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need_pkgs+=(prometheus)
 [ -x /usr/sbin/postfix ] || need_pkgs+=(postfix)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -44,6 +46,14 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+log "dashboards: promtool check/test rules, generated JSON up to date"
+promtool check rules dashboards/rules/maillog-recording.yml dashboards/rules/maillog-alerts.yml
+promtool test rules dashboards/rules/tests/*.yml
+python3 dashboards/generate.py --check
+
+# cargo test includes tests/dashboards.rs: every PromQL expression of the
+# dashboards and rules against the exporter's real metric names, the
+# dashboard JSON structure, and a real Prometheus scraping the exporter.
 log "cargo test"
 cargo test --all-targets --locked
 

@@ -4,6 +4,7 @@
 // allows in unit tests).
 #![allow(clippy::unwrap_used)]
 
+mod dashboards;
 mod fuzz;
 mod golden;
 mod postfix_coverage;

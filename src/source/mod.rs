@@ -17,7 +17,10 @@ pub mod demo;
 mod file;
 mod line_reader;
 
-pub use file::{spawn_file_tail, FileTail, PollOutcome, Position, TailSettings, BATCH_BYTES};
+pub use file::{
+    spawn_file_tail, FileTail, Fingerprint, PollOutcome, Position, TailSettings, BATCH_BYTES,
+    FINGERPRINT_BYTES,
+};
 
 /// Index of a configured source; the pipeline maps it to its `source` label
 /// and format.
@@ -28,8 +31,13 @@ pub struct SourceId(pub usize);
 #[derive(Debug, Default)]
 pub struct LineBatch {
     pub source: SourceId,
-    /// One or more complete lines, each terminated by `\n`.
+    /// Complete lines, each terminated by `\n` (none when the batch only
+    /// reports a new position).
     pub data: Vec<u8>,
+    /// Where the source stands after the last line of `data`: acknowledged
+    /// by the pipeline once processed, and saved for a restart. `None` for
+    /// sources that cannot resume.
+    pub position: Option<Position>,
 }
 
 /// How a followed file was found to have changed under the reader.

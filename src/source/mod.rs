@@ -16,6 +16,9 @@ use std::path::Path;
 pub mod demo;
 mod file;
 mod line_reader;
+mod positions;
+
+pub use positions::{PositionBook, PositionsFile};
 
 pub use file::{
     spawn_file_tail, FileTail, Fingerprint, PollOutcome, Position, TailSettings, BATCH_BYTES,

@@ -126,15 +126,17 @@ pub async fn run(
                 Some(path) => {
                     let file = PositionsFile::new(path.clone());
                     let saved = file.load();
-                    let book =
-                        PositionBook::new(files.iter().map(|f| f.path.clone()).collect(), &saved);
+                    let book = PositionBook::new(
+                        files.iter().map(|f| position_key(&f.path)).collect(),
+                        &saved,
+                    );
                     positions = Some((file, Arc::new(book)));
                     saved
                 }
                 None => Default::default(),
             };
             for (i, file) in files.iter().enumerate() {
-                let start_at = saved.get(&file.path).copied();
+                let start_at = saved.get(&position_key(&file.path)).copied();
                 if let Some(pos) = start_at {
                     tracing::info!(path = %file.path.display(), offset = pos.offset, "resuming at the saved position");
                 }
@@ -230,6 +232,12 @@ pub async fn run(
     }
     served?;
     Ok(())
+}
+
+/// The key of a followed path in the positions file: absolute, so that a
+/// restart from another working directory finds it.
+fn position_key(path: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Saves the acknowledged positions every [`POSITIONS_SAVE_INTERVAL`] when

@@ -95,7 +95,7 @@ struct DaemonArgs {
     /// Default: $STATE_DIRECTORY/positions.json if STATE_DIRECTORY is set, else
     /// /var/lib/maillog_exporter/positions.json.
     #[arg(long = "tail.positions-file", value_name = "PATH")]
-    positions_file: Option<PathBuf>,
+    positions_file: Option<std::ffi::OsString>,
     #[command(flatten)]
     web: WebArgs,
 }
@@ -343,7 +343,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     from_beginning: args.from_beginning,
                     poll_interval: args.poll_interval,
                     max_line_bytes: args.max_line_bytes,
-                    positions_file: positions_file(args.positions_file.as_deref()),
+                    positions_file: positions_file(args.positions_file.as_deref().map(Path::new)),
                 },
                 http: http_settings(&args.web)?,
                 state: state_settings(&args.web),

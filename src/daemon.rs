@@ -146,6 +146,7 @@ pub async fn run(
                     from_beginning: *from_beginning,
                     max_line_bytes: *max_line_bytes,
                     start_at,
+                    retire_after_idle: source::RETIRE_AFTER_IDLE,
                 };
                 let obs: Arc<dyn SourceObserver> = observer.clone();
                 let handle =

@@ -48,12 +48,19 @@
 //! * **Replaced**: the path names a different file (`dev`, `ino`) than the
 //!   one held open (rename+create, delete+recreate, symlink swap). The new
 //!   file is opened, the old descriptor is drained to EOF once more (catching
-//!   lines written between the first EOF and the check), and then dropped.
-//!   If the old file ends in a line without `\n`, that line is passed on with
-//!   a `\n` appended: nothing will ever complete it, and dropping it would
-//!   lose a line. Then [`Rotation::Replaced`] is reported and the new file is
-//!   read from offset 0. If the new file cannot be opened, the old one is kept
-//!   and drained, and the switch is retried on the next poll.
+//!   lines written between the first EOF and the check), and then *retired*:
+//!   kept open and drained on every poll, because the program writing the
+//!   log keeps appending to it until it reopens the path (syslog after its
+//!   HUP, which logrotate sends only after creating the new file). A retired
+//!   file is dropped once it gave no bytes for [`RETIRE_AFTER_IDLE`], or
+//!   when another replacement retires the next one; then, if it ends in a
+//!   line without `\n`, that line is passed on with a `\n` appended: nothing
+//!   will ever complete it, and dropping it would lose a line.
+//!   [`Rotation::Replaced`] is reported and the new file is read from offset
+//!   0. If the new file cannot be opened, the old one is kept and drained,
+//!   and the switch is retried on the next poll. Lines of the retired file
+//!   and of the new one are each passed on in file order; between the two
+//!   files, order follows reading.
 //! * **Gone**: nothing at the path (deleted, or renamed with no replacement
 //!   yet). The old descriptor is kept and drained on every poll until a new
 //!   file appears; the source stays up.
@@ -78,7 +85,9 @@
 //!
 //! # Position
 //!
-//! [`FileTail::position`] is the file identity (with the fingerprint of its
+//! [`FileTail::position`] is that of the file at the path (a retired file's
+//! position is not saved: lines appended to it after the last read before a
+//! restart are not read after the restart). It is the file identity (with the fingerprint of its
 //! first bytes) and the offset of the first line not yet passed on (a
 //! partial line is re-read after a restart); feed it back as `start_at` to
 //! resume. [`spawn_file_tail`] attaches the position after each batch's last
@@ -93,7 +102,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use memchr::memrchr;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -108,6 +117,10 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Target size of one [`LineBatch`] sent by [`spawn_file_tail`]; a batch may
 /// exceed it by up to one read chunk plus one line.
 pub const BATCH_BYTES: usize = 256 * 1024;
+
+/// How long a replaced file is still read after it last gave bytes: the
+/// writer may append to it until it reopens the path.
+pub const RETIRE_AFTER_IDLE: Duration = Duration::from_secs(10);
 
 /// Rotations handled within one poll before returning, so that a path being
 /// swapped in a loop cannot keep a poll from ending.
@@ -128,6 +141,9 @@ pub struct TailSettings {
     pub max_line_bytes: usize,
     /// Resume at a saved [`FileTail::position`] on the first open.
     pub start_at: Option<Position>,
+    /// How long a replaced file is still read after it last gave bytes
+    /// ([`RETIRE_AFTER_IDLE`] in the daemon); zero drops it at the switch.
+    pub retire_after_idle: Duration,
 }
 
 /// Where a follower stands: the identity of the open file and the offset of
@@ -223,6 +239,13 @@ impl FileId {
     }
 }
 
+/// A replaced file still being drained.
+struct Retired {
+    open: OpenFile,
+    lines: LineAssembler,
+    last_data: Instant,
+}
+
 /// The file being read.
 #[derive(Debug)]
 struct OpenFile {
@@ -275,6 +298,10 @@ pub struct FileTail {
     observer: Arc<dyn SourceObserver>,
     open: Option<OpenFile>,
     lines: LineAssembler,
+    /// The file replaced at the path last, still drained (see the
+    /// *Replaced* rule), with its own partial line and when it last gave
+    /// bytes.
+    retired: Option<Retired>,
     /// Reusable read buffer, `READ_CHUNK` bytes.
     chunk: Vec<u8>,
     /// Whether an open was attempted yet (the start rules apply to the first).
@@ -299,6 +326,7 @@ impl FileTail {
             observer,
             open: None,
             lines,
+            retired: None,
             chunk: vec![0; READ_CHUNK],
             tried_open: false,
             up: None,
@@ -346,6 +374,9 @@ impl FileTail {
     }
 
     fn poll_inner(&mut self, out: &mut Vec<u8>, limit: usize) -> PollOutcome {
+        if self.drain_retired(out, limit) {
+            return PollOutcome::More;
+        }
         if self.open.is_none() && !self.open_when_closed() {
             return PollOutcome::Unavailable;
         }
@@ -599,28 +630,111 @@ impl FileTail {
         let Some(open) = self.open.as_mut() else {
             return Ok(ReadEnd::Eof);
         };
+        let end = read_file_to_eof(
+            open,
+            &mut self.lines,
+            &mut self.chunk,
+            &mut self.bytes_this_poll,
+            &*self.observer,
+            self.settings.source,
+            &self.settings.path,
+            out,
+            limit,
+        );
+        if end.is_ok() {
+            self.read_error = None;
+        }
+        end
+    }
+
+    /// Reads the retired file to its end; drops it (finishing its last line)
+    /// after [`RETIRE_AFTER_IDLE`] without bytes or on a read error. Returns
+    /// whether `out` reached `limit` first.
+    fn drain_retired(&mut self, out: &mut Vec<u8>, limit: usize) -> bool {
+        let Some(retired) = self.retired.as_mut() else {
+            return false;
+        };
+        let before = retired.open.offset;
+        let end = read_file_to_eof(
+            &mut retired.open,
+            &mut retired.lines,
+            &mut self.chunk,
+            &mut self.bytes_this_poll,
+            &*self.observer,
+            self.settings.source,
+            &self.settings.path,
+            out,
+            limit,
+        );
+        if retired.open.offset != before {
+            retired.last_data = Instant::now();
+        }
+        match end {
+            Ok(ReadEnd::Limit) => return true,
+            Ok(ReadEnd::Eof) if retired.last_data.elapsed() < self.settings.retire_after_idle => {}
+            Ok(ReadEnd::Eof) => self.drop_retired(out),
+            Err(e) => {
+                self.report_read_error(&e);
+                self.drop_retired(out);
+            }
+        }
+        false
+    }
+
+    /// Drains the retired file a last time and drops it, passing on an
+    /// unterminated last line.
+    fn drop_retired(&mut self, out: &mut Vec<u8>) {
+        if let Some(mut retired) = self.retired.take() {
+            let _ = read_file_to_eof(
+                &mut retired.open,
+                &mut retired.lines,
+                &mut self.chunk,
+                &mut self.bytes_this_poll,
+                &*self.observer,
+                self.settings.source,
+                &self.settings.path,
+                out,
+                usize::MAX,
+            );
+            retired.lines.finish(out);
+        }
+    }
+}
+
+/// Reads `open` until end of file or until `out` reaches `limit`, passing
+/// complete lines through `lines`.
+#[allow(clippy::too_many_arguments)] // The disjoint parts of a FileTail.
+fn read_file_to_eof(
+    open: &mut OpenFile,
+    lines: &mut LineAssembler,
+    chunk: &mut [u8],
+    bytes_this_poll: &mut u64,
+    observer: &dyn SourceObserver,
+    source: SourceId,
+    path: &Path,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<ReadEnd> {
+    {
         loop {
             if out.len() >= limit {
                 return Ok(ReadEnd::Limit);
             }
-            let n = match open.file.read(&mut self.chunk) {
+            let n = match open.file.read(chunk) {
                 Ok(0) => return Ok(ReadEnd::Eof),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            self.read_error = None;
             open.offset = open.offset.saturating_add(n as u64);
-            self.bytes_this_poll = self.bytes_this_poll.saturating_add(n as u64);
-            let observer = &self.observer;
-            let source = self.settings.source;
-            let path = &self.settings.path;
-            let data = self.chunk.get(..n).unwrap_or(&[]);
-            self.lines
-                .push(data, out, |len| observer.line_too_long(source, path, len));
+            *bytes_this_poll = bytes_this_poll.saturating_add(n as u64);
+            let data = chunk.get(..n).unwrap_or(&[]);
+            lines.push(data, out, |len| observer.line_too_long(source, path, len));
         }
     }
+}
 
+impl FileTail {
     /// At end of file: looks for replacement, then truncation.
     fn check_at_eof(&mut self, out: &mut Vec<u8>, limit: usize) -> io::Result<AtEof> {
         let Some(old_id) = self.open.as_ref().map(|open| open.id) else {
@@ -648,7 +762,20 @@ impl FileTail {
                         // The old file is going away anyway: switch.
                         Err(e) => self.report_read_error(&e),
                     }
-                    self.lines.finish(out);
+                    // The next older one has had its time.
+                    self.drop_retired(out);
+                    if self.settings.retire_after_idle.is_zero() {
+                        self.lines.finish(out);
+                    } else if let Some(old) = self.open.take() {
+                        self.retired = Some(Retired {
+                            open: old,
+                            lines: std::mem::replace(
+                                &mut self.lines,
+                                LineAssembler::new(self.settings.max_line_bytes),
+                            ),
+                            last_data: Instant::now(),
+                        });
+                    }
                     self.observer.rotated(
                         self.settings.source,
                         &self.settings.path,
@@ -963,6 +1090,7 @@ mod tests {
             from_beginning,
             max_line_bytes: 1024,
             start_at: None,
+            retire_after_idle: Duration::ZERO,
         }
     }
 
@@ -1509,6 +1637,35 @@ mod tests {
         fs::set_permissions(path, fs::Permissions::from_mode(0o200)).unwrap();
         append(path, data);
         fs::set_permissions(path, mode).unwrap();
+    }
+
+    #[test]
+    fn replaced_file_is_still_read_until_its_writer_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mail.log");
+        fs::write(&path, b"a\n").unwrap();
+        let mut set = settings(&path, true);
+        set.retire_after_idle = Duration::from_secs(60);
+        let (mut t, rec) = tail_with(set, false);
+        assert_eq!(s(&read(&mut t)), "a\n");
+        let mut old = writer(&path);
+        fs::rename(&path, dir.path().join("mail.log.1")).unwrap();
+        fs::write(&path, b"new 1\n").unwrap();
+        old.write_all(b"b\npart").unwrap();
+        assert_eq!(s(&read(&mut t)), "b\nnew 1\n");
+        // The writer has not reopened yet: the old file still gets lines.
+        old.write_all(b"ial\nc\n").unwrap();
+        append(&path, b"new 2\n");
+        assert_eq!(s(&read(&mut t)), "partial\nc\nnew 2\n");
+        assert_eq!(
+            rec.take(),
+            vec![Ev::Up(true), Ev::Rotated(Rotation::Replaced)]
+        );
+        // A second replacement drops the first one after a last drain.
+        old.write_all(b"d\ne").unwrap();
+        fs::rename(&path, dir.path().join("mail.log.2")).unwrap();
+        fs::write(&path, b"newer\n").unwrap();
+        assert_eq!(s(&read(&mut t)), "d\ne\nnewer\n");
     }
 
     /// Lines `0..n`, each `line NNNNNN padded...\n`.

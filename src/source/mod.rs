@@ -22,7 +22,7 @@ pub use positions::{PositionBook, PositionsFile};
 
 pub use file::{
     spawn_file_tail, FileTail, Fingerprint, PollOutcome, Position, TailSettings, BATCH_BYTES,
-    FINGERPRINT_BYTES,
+    FINGERPRINT_BYTES, RETIRE_AFTER_IDLE,
 };
 
 /// Index of a configured source; the pipeline maps it to its `source` label

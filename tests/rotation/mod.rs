@@ -13,7 +13,7 @@ mod model;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -206,12 +206,13 @@ impl Exporter {
     fn wait_source_up(&self, up: f64) {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            if self.value("maillog_source_up", &[]) == Some(up) {
+            let now = self.value("maillog_source_up", &[]);
+            if now == Some(up) {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "maillog_source_up never became {up}; stderr:\n{}",
+                "maillog_source_up is {now:?}, never became {up}; stderr:\n{}",
                 self.stderr_text()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -623,8 +624,12 @@ fn unreadable_for_a_while() {
     // Rotated to a new file the exporter may not open: counting stops at
     // the old file's end and resumes when the new file becomes readable.
     fs::rename(&s.log, s.dir.path().join("mail.log.1")).unwrap();
-    let new = File::create(&s.log).unwrap();
-    new.set_permissions(fs::Permissions::from_mode(0o600))
+    // Created unreadable at once (no window in which it is 0644).
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&s.log)
         .unwrap();
     w.reopen(&s.log);
     e.wait_source_up(0.0);

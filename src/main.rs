@@ -91,6 +91,11 @@ struct DaemonArgs {
         default_value_t = 65_536
     )]
     max_line_bytes: usize,
+    /// File where read positions are saved, to resume after a restart; "" disables.
+    /// Default: $STATE_DIRECTORY/positions.json if STATE_DIRECTORY is set, else
+    /// /var/lib/maillog_exporter/positions.json.
+    #[arg(long = "tail.positions-file", value_name = "PATH")]
+    positions_file: Option<std::ffi::OsString>,
     #[command(flatten)]
     web: WebArgs,
 }
@@ -218,6 +223,36 @@ fn file_sources(args: &DaemonArgs) -> Result<Option<Vec<FileSource>>> {
     Ok((!files.is_empty()).then_some(files))
 }
 
+const DEFAULT_STATE_DIR: &str = "/var/lib/maillog_exporter";
+const POSITIONS_FILE_NAME: &str = "positions.json";
+
+/// Where positions are saved: the flag if given (`""` disables), else in
+/// systemd's `$STATE_DIRECTORY` (its first entry) if set, else in
+/// [`DEFAULT_STATE_DIR`]. A default directory that is missing is created; if
+/// that fails, positions are not saved (with a warning), since the exporter
+/// works without them.
+fn positions_file(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = flag {
+        return (!path.as_os_str().is_empty()).then(|| path.to_path_buf());
+    }
+    let dir = std::env::var_os("STATE_DIRECTORY")
+        .and_then(|dirs| {
+            let first = dirs.to_string_lossy().split(':').next()?.to_owned();
+            (!first.is_empty()).then(|| PathBuf::from(first))
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::warn!(
+            dir = %dir.display(),
+            error = %e,
+            "cannot create the state directory: read positions will not be saved \
+             (pass --tail.positions-file PATH, or \"\" to silence this)"
+        );
+        return None;
+    }
+    Some(dir.join(POSITIONS_FILE_NAME))
+}
+
 fn serve(settings: DaemonSettings) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -309,6 +344,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     from_beginning: args.from_beginning,
                     poll_interval: args.poll_interval,
                     max_line_bytes: args.max_line_bytes,
+                    positions_file: positions_file(args.positions_file.as_deref().map(Path::new)),
                 },
                 http: http_settings(&args.web)?,
                 state: state_settings(&args.web),

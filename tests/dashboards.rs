@@ -751,6 +751,8 @@ fn start_exporter(log: &Path, stderr_log: &Path) -> (Guard, SocketAddr) {
             "--log.format",
             "postfix",
             "--tail.from-beginning",
+            "--tail.positions-file",
+            "",
             "--tail.poll-interval",
             "100ms",
             "--web.listen-address",

@@ -9,4 +9,5 @@ mod fuzz;
 mod golden;
 mod postfix_coverage;
 mod process;
+mod rotation;
 mod support;

@@ -120,6 +120,8 @@ pub struct Metrics {
     tracked_messages: IntGauge,
     /// Tracked messages dropped before they left the queue, by reason.
     tracked_evicted: IntCounterVec,
+    /// Saves of the positions file, by result (ok, error).
+    positions_writes: IntCounterVec,
     /// Build information of maillog_exporter.
     _build_info: IntGaugeVec,
     labels: Mutex<LabelCaps>,
@@ -249,6 +251,7 @@ impl Metrics {
                 g
             },
             tracked_evicted: counter(&r, "maillog_tracked_messages_evicted_total", "Tracked messages dropped before they were seen leaving the queue, by reason (capacity, expired).", &["reason"]),
+            positions_writes: counter(&r, "maillog_positions_writes_total", "Saves of the positions file (--tail.positions-file), by result (ok, error).", &["result"]),
             _build_info: {
                 let g = gauge(&r, "maillog_exporter_build_info", "A metric with a constant '1' value labelled by version, revision and rustc_version of maillog_exporter.", &["version", "revision", "rustc_version"]);
                 g.with_label_values(&[build.version, build.revision, build.rustc_version]).set(1);
@@ -260,7 +263,17 @@ impl Metrics {
         for reason in ["capacity", "expired"] {
             m.tracked_evicted.with_label_values(&[reason]);
         }
+        for result in ["ok", "error"] {
+            m.positions_writes.with_label_values(&[result]);
+        }
         m
+    }
+
+    /// Counts a save of the positions file.
+    pub fn positions_written(&self, ok: bool) {
+        self.positions_writes
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
     }
 
     /// The registry to gather from.

@@ -67,7 +67,14 @@ pub fn spawn_demo(
                     }
                     next = (next + 1) % lines.len();
                 }
-                if tx.blocking_send(LineBatch { source, data }).is_err() {
+                if tx
+                    .blocking_send(LineBatch {
+                        source,
+                        data,
+                        position: None,
+                    })
+                    .is_err()
+                {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(100));

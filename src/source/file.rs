@@ -26,8 +26,15 @@
 //! opens. Opening reports `source_up(true)`.
 //!
 //! Where reading starts, on the first poll only: at `start_at` if it names
-//! the same file (`dev`, `ino`) and the file is still at least that long,
-//! from offset 0 if it names another file or the file shrank; without
+//! the same file (`dev`, `ino`, and the same first bytes: see
+//! [`Fingerprint`]) and the file is still at least that long. If the path
+//! now names another file (rotated while the exporter was down), the path's
+//! directory is searched for the saved file (e.g. `mail.log.1`; compressed
+//! names are skipped): if found with the same first bytes and at least that
+//! long, its unread tail is read first from the saved offset, and then the
+//! file at the path from offset 0 (the ordinary *Replaced* rule below). If
+//! the saved file is gone, or the file shrank, or its first bytes changed
+//! (inode reused), the file at the path is read from offset 0. Without
 //! `start_at`, from 0 if `from_beginning`, else at the end of the file, backed
 //! up to the start of an unterminated last line so that a line being written
 //! at startup is read whole. Every file opened later (the path was missing at
@@ -41,12 +48,19 @@
 //! * **Replaced**: the path names a different file (`dev`, `ino`) than the
 //!   one held open (rename+create, delete+recreate, symlink swap). The new
 //!   file is opened, the old descriptor is drained to EOF once more (catching
-//!   lines written between the first EOF and the check), and then dropped.
-//!   If the old file ends in a line without `\n`, that line is passed on with
-//!   a `\n` appended: nothing will ever complete it, and dropping it would
-//!   lose a line. Then [`Rotation::Replaced`] is reported and the new file is
-//!   read from offset 0. If the new file cannot be opened, the old one is kept
-//!   and drained, and the switch is retried on the next poll.
+//!   lines written between the first EOF and the check), and then *retired*:
+//!   kept open and drained on every poll, because the program writing the
+//!   log keeps appending to it until it reopens the path (syslog after its
+//!   HUP, which logrotate sends only after creating the new file). A retired
+//!   file is dropped once it gave no bytes for [`RETIRE_AFTER_IDLE`], or
+//!   when another replacement retires the next one; then, if it ends in a
+//!   line without `\n`, that line is passed on with a `\n` appended: nothing
+//!   will ever complete it, and dropping it would lose a line.
+//!   [`Rotation::Replaced`] is reported and the new file is read from offset
+//!   0. If the new file cannot be opened, the old one is kept and drained,
+//!   and the switch is retried on the next poll. Lines of the retired file
+//!   and of the new one are each passed on in file order; between the two
+//!   files, order follows reading.
 //! * **Gone**: nothing at the path (deleted, or renamed with no replacement
 //!   yet). The old descriptor is kept and drained on every poll until a new
 //!   file appears; the source stays up.
@@ -54,6 +68,13 @@
 //!   (copytruncate, `> file`). [`Rotation::Truncated`] is reported, a partial
 //!   line is dropped (its start went to the copy), and reading restarts at
 //!   offset 0.
+//!
+//! * **Unreadable**: the path still names the open file but its owner or
+//!   mode changed and opening it now fails (e.g. `chmod 000`). Reading goes
+//!   on through the descriptor already held (nothing is lost), but
+//!   `source_up(false)` and `read_error` are reported, since the next
+//!   rotation or restart would fail; `source_up(true)` once it opens again.
+//!   Likewise when the path names a new file that cannot be opened.
 //!
 //! Limits of truncation detection, inherent to comparing sizes: lines
 //! written after the last poll and before the copy exist only in the copy and
@@ -64,9 +85,14 @@
 //!
 //! # Position
 //!
-//! [`FileTail::position`] is the file identity and the offset of the first
-//! line not yet passed on (a partial line is re-read after a restart); feed it
-//! back as `start_at` to resume.
+//! [`FileTail::position`] is that of the file at the path (a retired file's
+//! position is not saved: lines appended to it after the last read before a
+//! restart are not read after the restart). It is the file identity (with the fingerprint of its
+//! first bytes) and the offset of the first line not yet passed on (a
+//! partial line is re-read after a restart); feed it back as `start_at` to
+//! resume. [`spawn_file_tail`] attaches the position after each batch's last
+//! line to the batch, so that the receiver can acknowledge exactly what it
+//! has processed.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -76,7 +102,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use memchr::memrchr;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -91,6 +117,10 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Target size of one [`LineBatch`] sent by [`spawn_file_tail`]; a batch may
 /// exceed it by up to one read chunk plus one line.
 pub const BATCH_BYTES: usize = 256 * 1024;
+
+/// How long a replaced file is still read after it last gave bytes: the
+/// writer may append to it until it reopens the path.
+pub const RETIRE_AFTER_IDLE: Duration = Duration::from_secs(10);
 
 /// Rotations handled within one poll before returning, so that a path being
 /// swapped in a loop cannot keep a poll from ending.
@@ -111,6 +141,9 @@ pub struct TailSettings {
     pub max_line_bytes: usize,
     /// Resume at a saved [`FileTail::position`] on the first open.
     pub start_at: Option<Position>,
+    /// How long a replaced file is still read after it last gave bytes
+    /// ([`RETIRE_AFTER_IDLE`] in the daemon); zero drops it at the switch.
+    pub retire_after_idle: Duration,
 }
 
 /// Where a follower stands: the identity of the open file and the offset of
@@ -119,7 +152,61 @@ pub struct TailSettings {
 pub struct Position {
     pub dev: u64,
     pub ino: u64,
+    /// The file's first bytes, to tell a reused inode from the same file.
+    pub head: Fingerprint,
     pub offset: u64,
+}
+
+/// How many leading bytes of a file [`Fingerprint`] covers at most.
+pub const FINGERPRINT_BYTES: u32 = 256;
+
+/// A hash (64-bit FNV-1a) of the first `len` bytes of a file, `len` at most
+/// [`FINGERPRINT_BYTES`]. A file that grew still matches the fingerprint
+/// taken when it was shorter; `len == 0` matches every file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Fingerprint {
+    pub len: u32,
+    pub hash: u64,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `bytes` (all of them).
+    pub fn of(bytes: &[u8]) -> Fingerprint {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        Fingerprint {
+            len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+            hash,
+        }
+    }
+
+    /// The fingerprint of the first `min(len, FINGERPRINT_BYTES)` bytes of
+    /// `file` (fewer if the file is shorter).
+    fn read(file: &File, len: u64) -> io::Result<Fingerprint> {
+        let want = len.min(u64::from(FINGERPRINT_BYTES));
+        let mut buf = vec![0; usize::try_from(want).unwrap_or(0)];
+        let mut got = 0;
+        while got < buf.len() {
+            match file.read_at(&mut buf[got..], got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Fingerprint::of(&buf[..got]))
+    }
+
+    /// Whether `file` starts with the bytes this fingerprint was taken of.
+    fn matches(&self, file: &File) -> io::Result<bool> {
+        if self.len == 0 {
+            return Ok(true);
+        }
+        Ok(Fingerprint::read(file, u64::from(self.len))? == *self)
+    }
 }
 
 /// What a poll found.
@@ -152,6 +239,13 @@ impl FileId {
     }
 }
 
+/// A replaced file still being drained.
+struct Retired {
+    open: OpenFile,
+    lines: LineAssembler,
+    last_data: Instant,
+}
+
 /// The file being read.
 #[derive(Debug)]
 struct OpenFile {
@@ -159,6 +253,29 @@ struct OpenFile {
     id: FileId,
     /// Position of the descriptor: bytes of this file consumed so far.
     offset: u64,
+    /// Fingerprint of the file's first bytes, extended as the file grows.
+    head: Fingerprint,
+    /// Owner and mode seen at the path when this file was last opened by
+    /// name; a change triggers a check that it still opens.
+    access: Access,
+}
+
+/// The parts of a file's metadata that decide whether it can be opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Access {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+impl Access {
+    fn of(meta: &fs::Metadata) -> Self {
+        Access {
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+        }
+    }
 }
 
 /// A freshly opened file and its size at opening.
@@ -166,6 +283,7 @@ struct Opened {
     file: File,
     id: FileId,
     size: u64,
+    access: Access,
 }
 
 /// How a read to end of file stopped.
@@ -180,6 +298,10 @@ pub struct FileTail {
     observer: Arc<dyn SourceObserver>,
     open: Option<OpenFile>,
     lines: LineAssembler,
+    /// The file replaced at the path last, still drained (see the
+    /// *Replaced* rule), with its own partial line and when it last gave
+    /// bytes.
+    retired: Option<Retired>,
     /// Reusable read buffer, `READ_CHUNK` bytes.
     chunk: Vec<u8>,
     /// Whether an open was attempted yet (the start rules apply to the first).
@@ -204,6 +326,7 @@ impl FileTail {
             observer,
             open: None,
             lines,
+            retired: None,
             chunk: vec![0; READ_CHUNK],
             tried_open: false,
             up: None,
@@ -223,6 +346,7 @@ impl FileTail {
         self.open.as_ref().map(|open| Position {
             dev: open.id.dev,
             ino: open.id.ino,
+            head: open.head,
             offset: open
                 .offset
                 .saturating_sub(u64::try_from(self.lines.pending()).unwrap_or(u64::MAX)),
@@ -241,6 +365,7 @@ impl FileTail {
     pub fn poll_limited(&mut self, out: &mut Vec<u8>, limit: usize) -> PollOutcome {
         self.bytes_this_poll = 0;
         let outcome = self.poll_inner(out, limit);
+        self.extend_head();
         if self.bytes_this_poll > 0 {
             self.observer
                 .bytes_read(self.settings.source, self.bytes_this_poll);
@@ -249,6 +374,9 @@ impl FileTail {
     }
 
     fn poll_inner(&mut self, out: &mut Vec<u8>, limit: usize) -> PollOutcome {
+        if self.drain_retired(out, limit) {
+            return PollOutcome::More;
+        }
         if self.open.is_none() && !self.open_when_closed() {
             return PollOutcome::Unavailable;
         }
@@ -277,6 +405,20 @@ impl FileTail {
         }
     }
 
+    /// Extends the fingerprint of the open file over bytes read since, up to
+    /// [`FINGERPRINT_BYTES`]. Errors leave the shorter fingerprint, which is
+    /// still valid.
+    fn extend_head(&mut self) {
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        if open.head.len < FINGERPRINT_BYTES && open.offset > u64::from(open.head.len) {
+            if let Ok(head) = Fingerprint::read(&open.file, open.offset) {
+                open.head = head;
+            }
+        }
+    }
+
     /// Opens the path when no file is open. Returns whether a file is open.
     fn open_when_closed(&mut self) -> bool {
         let first = !self.tried_open;
@@ -286,11 +428,18 @@ impl FileTail {
             Err(e) => {
                 if e.kind() != io::ErrorKind::NotFound {
                     self.report_open_error(&e);
+                } else if first && self.resume_in_rotated_file() {
+                    return true;
                 }
                 self.set_up(false);
                 return false;
             }
         };
+        if first && self.saved_position_elsewhere(&opened) && self.resume_in_rotated_file() {
+            // The file at the path is read from 0 after the old one, through
+            // the rotation rules.
+            return true;
+        }
         let start = if first {
             self.start_offset(&opened)
         } else {
@@ -320,6 +469,8 @@ impl FileTail {
             file,
             id: opened.id,
             offset,
+            head: Fingerprint::default(),
+            access: opened.access,
         });
         self.open_error = None;
         self.read_error = None;
@@ -327,14 +478,83 @@ impl FileTail {
         true
     }
 
+    /// Whether `start_at` is set and does not name the file at the path.
+    fn saved_position_elsewhere(&self, opened: &Opened) -> bool {
+        match self.settings.start_at {
+            Some(pos) => !self.is_saved_file(&pos, &opened.file, opened.id, opened.size),
+            None => false,
+        }
+    }
+
+    /// Whether `file` is the file of the saved position `pos`, still long
+    /// enough to resume at its offset.
+    fn is_saved_file(&self, pos: &Position, file: &File, id: FileId, size: u64) -> bool {
+        id == (FileId {
+            dev: pos.dev,
+            ino: pos.ino,
+        }) && pos.offset <= size
+            && pos.head.matches(file).unwrap_or(false)
+    }
+
+    /// On the first open, when the saved position names a file no longer at
+    /// the path: finds it in the path's directory and opens it at the saved
+    /// offset. Returns whether it was found.
+    fn resume_in_rotated_file(&mut self) -> bool {
+        let Some(pos) = self.settings.start_at else {
+            return false;
+        };
+        let dir = parent_dir(&self.settings.path);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return false;
+        };
+        for entry in entries.flatten() {
+            let candidate = entry.path();
+            if is_compressed(&candidate) {
+                continue;
+            }
+            let Ok(meta) = fs::metadata(&candidate) else {
+                continue;
+            };
+            if !meta.is_file() || meta.dev() != pos.dev || meta.ino() != pos.ino {
+                continue;
+            }
+            let Ok(mut file) = File::open(&candidate) else {
+                continue;
+            };
+            let Ok(meta) = file.metadata() else {
+                continue;
+            };
+            if !self.is_saved_file(&pos, &file, FileId::of(&meta), meta.len())
+                || file.seek(SeekFrom::Start(pos.offset)).is_err()
+            {
+                continue;
+            }
+            tracing::info!(
+                path = %self.settings.path.display(),
+                rotated = %candidate.display(),
+                offset = pos.offset,
+                "the file was rotated while stopped; reading the rest of the old file first"
+            );
+            self.lines.reset();
+            self.open = Some(OpenFile {
+                file,
+                id: FileId::of(&meta),
+                offset: pos.offset,
+                head: pos.head,
+                access: Access::default(),
+            });
+            self.open_error = None;
+            self.read_error = None;
+            self.set_up(true);
+            return true;
+        }
+        false
+    }
+
     /// Where the first file opened is read from.
     fn start_offset(&self, opened: &Opened) -> io::Result<Start> {
         if let Some(pos) = self.settings.start_at {
-            let same = FileId {
-                dev: pos.dev,
-                ino: pos.ino,
-            } == opened.id;
-            if same && pos.offset <= opened.size {
+            if self.is_saved_file(&pos, &opened.file, opened.id, opened.size) {
                 return Ok(Start::At(pos.offset));
             }
             tracing::info!(
@@ -401,6 +621,7 @@ impl FileTail {
             file,
             id: FileId::of(&meta),
             size: meta.len(),
+            access: Access::of(&meta),
         })
     }
 
@@ -409,35 +630,118 @@ impl FileTail {
         let Some(open) = self.open.as_mut() else {
             return Ok(ReadEnd::Eof);
         };
+        let end = read_file_to_eof(
+            open,
+            &mut self.lines,
+            &mut self.chunk,
+            &mut self.bytes_this_poll,
+            &*self.observer,
+            self.settings.source,
+            &self.settings.path,
+            out,
+            limit,
+        );
+        if end.is_ok() {
+            self.read_error = None;
+        }
+        end
+    }
+
+    /// Reads the retired file to its end; drops it (finishing its last line)
+    /// after [`RETIRE_AFTER_IDLE`] without bytes or on a read error. Returns
+    /// whether `out` reached `limit` first.
+    fn drain_retired(&mut self, out: &mut Vec<u8>, limit: usize) -> bool {
+        let Some(retired) = self.retired.as_mut() else {
+            return false;
+        };
+        let before = retired.open.offset;
+        let end = read_file_to_eof(
+            &mut retired.open,
+            &mut retired.lines,
+            &mut self.chunk,
+            &mut self.bytes_this_poll,
+            &*self.observer,
+            self.settings.source,
+            &self.settings.path,
+            out,
+            limit,
+        );
+        if retired.open.offset != before {
+            retired.last_data = Instant::now();
+        }
+        match end {
+            Ok(ReadEnd::Limit) => return true,
+            Ok(ReadEnd::Eof) if retired.last_data.elapsed() < self.settings.retire_after_idle => {}
+            Ok(ReadEnd::Eof) => self.drop_retired(out),
+            Err(e) => {
+                self.report_read_error(&e);
+                self.drop_retired(out);
+            }
+        }
+        false
+    }
+
+    /// Drains the retired file a last time and drops it, passing on an
+    /// unterminated last line.
+    fn drop_retired(&mut self, out: &mut Vec<u8>) {
+        if let Some(mut retired) = self.retired.take() {
+            let _ = read_file_to_eof(
+                &mut retired.open,
+                &mut retired.lines,
+                &mut self.chunk,
+                &mut self.bytes_this_poll,
+                &*self.observer,
+                self.settings.source,
+                &self.settings.path,
+                out,
+                usize::MAX,
+            );
+            retired.lines.finish(out);
+        }
+    }
+}
+
+/// Reads `open` until end of file or until `out` reaches `limit`, passing
+/// complete lines through `lines`.
+#[allow(clippy::too_many_arguments)] // The disjoint parts of a FileTail.
+fn read_file_to_eof(
+    open: &mut OpenFile,
+    lines: &mut LineAssembler,
+    chunk: &mut [u8],
+    bytes_this_poll: &mut u64,
+    observer: &dyn SourceObserver,
+    source: SourceId,
+    path: &Path,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<ReadEnd> {
+    {
         loop {
             if out.len() >= limit {
                 return Ok(ReadEnd::Limit);
             }
-            let n = match open.file.read(&mut self.chunk) {
+            let n = match open.file.read(chunk) {
                 Ok(0) => return Ok(ReadEnd::Eof),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            self.read_error = None;
             open.offset = open.offset.saturating_add(n as u64);
-            self.bytes_this_poll = self.bytes_this_poll.saturating_add(n as u64);
-            let observer = &self.observer;
-            let source = self.settings.source;
-            let path = &self.settings.path;
-            let data = self.chunk.get(..n).unwrap_or(&[]);
-            self.lines
-                .push(data, out, |len| observer.line_too_long(source, path, len));
+            *bytes_this_poll = bytes_this_poll.saturating_add(n as u64);
+            let data = chunk.get(..n).unwrap_or(&[]);
+            lines.push(data, out, |len| observer.line_too_long(source, path, len));
         }
     }
+}
 
+impl FileTail {
     /// At end of file: looks for replacement, then truncation.
     fn check_at_eof(&mut self, out: &mut Vec<u8>, limit: usize) -> io::Result<AtEof> {
         let Some(old_id) = self.open.as_ref().map(|open| open.id) else {
             return Ok(AtEof::Unchanged);
         };
-        let path_id = match fs::metadata(&self.settings.path) {
-            Ok(meta) => Some(FileId::of(&meta)),
+        let path_meta = match fs::metadata(&self.settings.path) {
+            Ok(meta) => Some(meta),
             Err(e) => {
                 if e.kind() != io::ErrorKind::NotFound {
                     self.report_open_error(&e);
@@ -445,6 +749,7 @@ impl FileTail {
                 None
             }
         };
+        let path_id = path_meta.as_ref().map(FileId::of);
         if path_id.is_some_and(|id| id != old_id) {
             match self.open_path() {
                 Ok(new) if new.id != old_id => {
@@ -457,7 +762,20 @@ impl FileTail {
                         // The old file is going away anyway: switch.
                         Err(e) => self.report_read_error(&e),
                     }
-                    self.lines.finish(out);
+                    // The next older one has had its time.
+                    self.drop_retired(out);
+                    if self.settings.retire_after_idle.is_zero() {
+                        self.lines.finish(out);
+                    } else if let Some(old) = self.open.take() {
+                        self.retired = Some(Retired {
+                            open: old,
+                            lines: std::mem::replace(
+                                &mut self.lines,
+                                LineAssembler::new(self.settings.max_line_bytes),
+                            ),
+                            last_data: Instant::now(),
+                        });
+                    }
                     self.observer.rotated(
                         self.settings.source,
                         &self.settings.path,
@@ -467,6 +785,8 @@ impl FileTail {
                         file: new.file,
                         id: new.id,
                         offset: 0,
+                        head: Fingerprint::default(),
+                        access: new.access,
                     });
                     self.open_error = None;
                     self.set_up(true);
@@ -475,8 +795,13 @@ impl FileTail {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 // Keep draining the old file; retry the new one next poll.
-                Err(e) => self.report_open_error(&e),
+                Err(e) => {
+                    self.report_open_error(&e);
+                    self.set_up(false);
+                }
             }
+        } else if let Some(meta) = path_meta.filter(|_| path_id == Some(old_id)) {
+            self.check_still_openable(Access::of(&meta));
         }
         let Some(open) = self.open.as_mut() else {
             return Ok(AtEof::Unchanged);
@@ -485,6 +810,7 @@ impl FileTail {
         if size < open.offset {
             open.file.seek(SeekFrom::Start(0))?;
             open.offset = 0;
+            open.head = Fingerprint::default();
             self.lines.reset();
             self.observer.rotated(
                 self.settings.source,
@@ -494,6 +820,29 @@ impl FileTail {
             return Ok(AtEof::Switched);
         }
         Ok(AtEof::Unchanged)
+    }
+
+    /// The path names the open file: if its owner or mode changed since it
+    /// was last opened by name, or it was found unopenable before, checks
+    /// that it still opens, and reports the source down or up accordingly.
+    fn check_still_openable(&mut self, access: Access) {
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        if open.access == access && self.up == Some(true) {
+            return;
+        }
+        match File::open(&self.settings.path) {
+            Ok(_) => {
+                open.access = access;
+                self.open_error = None;
+                self.set_up(true);
+            }
+            Err(e) => {
+                self.report_open_error(&e);
+                self.set_up(false);
+            }
+        }
     }
 
     fn set_up(&mut self, up: bool) {
@@ -538,6 +887,14 @@ enum AtEof {
     Switched,
 }
 
+/// Names of compressed rotated files, never resumed in.
+fn is_compressed(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("gz" | "bz2" | "xz" | "zst" | "lz4" | "Z" | "lzma" | "zip")
+    )
+}
+
 fn not_regular() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
@@ -551,7 +908,9 @@ fn not_regular() -> io::Error {
 /// The thread polls the [`FileTail`] to end of file, sends what it read
 /// (blocking while the channel is full), then waits for a file-system event
 /// in the file's directory (and, for a symlink, its target's directory) or
-/// for `poll_interval`, whichever comes first. If the watcher cannot be set
+/// for `poll_interval`, whichever comes first. Each batch carries the
+/// position after its last line; a batch with no lines is sent when only the
+/// position changed. If the watcher cannot be set
 /// up, a warning is logged and the thread just polls. When `stop` is seen,
 /// it polls once more, sends what it got, and returns. It also returns,
 /// quietly, when the receiver is gone. The only error is failing to spawn
@@ -583,13 +942,25 @@ fn run_file_tail(
     // Held so `recv_timeout` keeps timing out even without a watcher.
     let _keep_open = wake_tx;
     let mut tail = FileTail::new(settings, observer);
+    let mut sent_position = None;
     loop {
         let stopping = stop.load(Ordering::Acquire);
         loop {
             let mut data = Vec::new();
             let outcome = tail.poll_limited(&mut data, BATCH_BYTES);
-            if !data.is_empty() && tx.blocking_send(LineBatch { source, data }).is_err() {
-                return;
+            let position = tail.position();
+            // A batch without lines still carries a new position (a file
+            // opened, a rotation, a skipped line) to be acknowledged.
+            if !data.is_empty() || (position.is_some() && position != sent_position) {
+                sent_position = position;
+                let batch = LineBatch {
+                    source,
+                    data,
+                    position,
+                };
+                if tx.blocking_send(batch).is_err() {
+                    return;
+                }
             }
             if outcome != PollOutcome::More {
                 break;
@@ -719,6 +1090,7 @@ mod tests {
             from_beginning,
             max_line_bytes: 1024,
             start_at: None,
+            retire_after_idle: Duration::ZERO,
         }
     }
 
@@ -1122,6 +1494,7 @@ mod tests {
         let meta = fs::metadata(&path).unwrap();
         let mut set = settings(&path, false);
         set.start_at = Some(Position {
+            head: Fingerprint::default(),
             dev: meta.dev(),
             ino: meta.ino().wrapping_add(1),
             offset: 2,
@@ -1138,12 +1511,161 @@ mod tests {
         let meta = fs::metadata(&path).unwrap();
         let mut set = settings(&path, false);
         set.start_at = Some(Position {
+            head: Fingerprint::default(),
             dev: meta.dev(),
             ino: meta.ino(),
             offset: 100,
         });
         let (mut t, _rec) = tail_with(set, false);
         assert_eq!(s(&read(&mut t)), "a\nb\n");
+    }
+
+    #[test]
+    fn saved_position_in_file_rotated_while_stopped_reads_old_rest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mail.log");
+        fs::write(&path, b"a\nb\n").unwrap();
+        let (mut t, _rec) = tail(&path, true);
+        assert_eq!(s(&read(&mut t)), "a\nb\n");
+        let pos = t.position().unwrap();
+        assert_eq!(pos.head, Fingerprint::of(b"a\nb\n"));
+        drop(t);
+        // While stopped: more lines, rotation, a compressed decoy, new file.
+        append(&path, b"c\n");
+        fs::rename(&path, dir.path().join("mail.log.1")).unwrap();
+        fs::write(dir.path().join("mail.log.2.gz"), b"zz").unwrap();
+        fs::write(&path, b"d\n").unwrap();
+        let mut set = settings(&path, false);
+        set.start_at = Some(pos);
+        let (mut t, rec) = tail_with(set, false);
+        assert_eq!(s(&read(&mut t)), "c\nd\n");
+        assert_eq!(
+            rec.take(),
+            vec![Ev::Up(true), Ev::Rotated(Rotation::Replaced)]
+        );
+    }
+
+    #[test]
+    fn saved_position_in_renamed_file_with_nothing_at_path_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mail.log");
+        fs::write(&path, b"a\n").unwrap();
+        let (mut t, _rec) = tail(&path, true);
+        assert_eq!(s(&read(&mut t)), "a\n");
+        let pos = t.position().unwrap();
+        drop(t);
+        append(&path, b"b\n");
+        fs::rename(&path, dir.path().join("mail.log-20261121-101010")).unwrap();
+        let mut set = settings(&path, false);
+        set.start_at = Some(pos);
+        let (mut t, _rec) = tail_with(set, false);
+        assert_eq!(s(&read(&mut t)), "b\n");
+        fs::write(&path, b"c\n").unwrap();
+        assert_eq!(s(&read(&mut t)), "c\n");
+    }
+
+    #[test]
+    fn reused_inode_with_other_content_is_read_from_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mail.log");
+        fs::write(&path, b"old line 1\nold line 2\n").unwrap();
+        let (mut t, _rec) = tail(&path, true);
+        read(&mut t);
+        let pos = t.position().unwrap();
+        drop(t);
+        // Same inode, new content at least as long: only the fingerprint
+        // tells them apart.
+        fs::write(&path, b"new line 1\nnew line 2\nnew 3\n").unwrap();
+        let mut set = settings(&path, false);
+        set.start_at = Some(pos);
+        let (mut t, _rec) = tail_with(set, false);
+        assert_eq!(s(&read(&mut t)), "new line 1\nnew line 2\nnew 3\n");
+    }
+
+    #[test]
+    fn fingerprint_grows_with_the_file_up_to_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mail.log");
+        fs::write(&path, b"a\n").unwrap();
+        let (mut t, _rec) = tail(&path, true);
+        read(&mut t);
+        assert_eq!(t.position().unwrap().head.len, 2);
+        let data = many_lines(20);
+        append(&path, &data);
+        read(&mut t);
+        let head = t.position().unwrap().head;
+        assert_eq!(head.len, FINGERPRINT_BYTES);
+        let mut all = b"a\n".to_vec();
+        all.extend_from_slice(&data);
+        assert_eq!(head, Fingerprint::of(&all[..FINGERPRINT_BYTES as usize]));
+    }
+
+    #[test]
+    fn open_file_made_unreadable_reports_down_and_keeps_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mail.log");
+        fs::write(&path, b"a\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+        if File::open(&path).is_ok() {
+            eprintln!("skipping: file modes are not enforced (running as root?)");
+            return;
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let (mut t, rec) = tail_with(settings(&path, true), true);
+        assert_eq!(s(&read(&mut t)), "a\n");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+        append_as_owner(&path, b"b\n");
+        assert_eq!(s(&read(&mut t)), "b\n");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        append(&path, b"c\n");
+        assert_eq!(s(&read(&mut t)), "c\n");
+        assert_eq!(
+            rec.take(),
+            vec![
+                Ev::Up(true),
+                Ev::Error(io::ErrorKind::PermissionDenied),
+                Ev::Up(false),
+                Ev::Up(true)
+            ]
+        );
+    }
+
+    /// Appends to a file whose mode forbids opening it, by lending it write
+    /// permission for the moment.
+    fn append_as_owner(path: &Path, data: &[u8]) {
+        let mode = fs::metadata(path).unwrap().permissions();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o200)).unwrap();
+        append(path, data);
+        fs::set_permissions(path, mode).unwrap();
+    }
+
+    #[test]
+    fn replaced_file_is_still_read_until_its_writer_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mail.log");
+        fs::write(&path, b"a\n").unwrap();
+        let mut set = settings(&path, true);
+        set.retire_after_idle = Duration::from_secs(60);
+        let (mut t, rec) = tail_with(set, false);
+        assert_eq!(s(&read(&mut t)), "a\n");
+        let mut old = writer(&path);
+        fs::rename(&path, dir.path().join("mail.log.1")).unwrap();
+        fs::write(&path, b"new 1\n").unwrap();
+        old.write_all(b"b\npart").unwrap();
+        assert_eq!(s(&read(&mut t)), "b\nnew 1\n");
+        // The writer has not reopened yet: the old file still gets lines.
+        old.write_all(b"ial\nc\n").unwrap();
+        append(&path, b"new 2\n");
+        assert_eq!(s(&read(&mut t)), "partial\nc\nnew 2\n");
+        assert_eq!(
+            rec.take(),
+            vec![Ev::Up(true), Ev::Rotated(Rotation::Replaced)]
+        );
+        // A second replacement drops the first one after a last drain.
+        old.write_all(b"d\ne").unwrap();
+        fs::rename(&path, dir.path().join("mail.log.2")).unwrap();
+        fs::write(&path, b"newer\n").unwrap();
+        assert_eq!(s(&read(&mut t)), "d\ne\nnewer\n");
     }
 
     /// Lines `0..n`, each `line NNNNNN padded...\n`.
@@ -1212,7 +1734,10 @@ mod tests {
                 });
                 if let Ok(Some(batch)) = batch {
                     assert_eq!(batch.source, SourceId(7));
-                    assert!(!batch.data.is_empty());
+                    assert!(batch.position.is_some());
+                    if batch.data.is_empty() {
+                        continue;
+                    }
                     assert!(batch.data.len() <= BATCH_BYTES + READ_CHUNK + 1024 + 1);
                     assert_eq!(batch.data.last(), Some(&b'\n'));
                     got.extend_from_slice(&batch.data);

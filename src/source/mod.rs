@@ -16,8 +16,14 @@ use std::path::Path;
 pub mod demo;
 mod file;
 mod line_reader;
+mod positions;
 
-pub use file::{spawn_file_tail, FileTail, PollOutcome, Position, TailSettings, BATCH_BYTES};
+pub use positions::{PositionBook, PositionsFile};
+
+pub use file::{
+    spawn_file_tail, FileTail, Fingerprint, PollOutcome, Position, TailSettings, BATCH_BYTES,
+    FINGERPRINT_BYTES, RETIRE_AFTER_IDLE,
+};
 
 /// Index of a configured source; the pipeline maps it to its `source` label
 /// and format.
@@ -28,8 +34,13 @@ pub struct SourceId(pub usize);
 #[derive(Debug, Default)]
 pub struct LineBatch {
     pub source: SourceId,
-    /// One or more complete lines, each terminated by `\n`.
+    /// Complete lines, each terminated by `\n` (none when the batch only
+    /// reports a new position).
     pub data: Vec<u8>,
+    /// Where the source stands after the last line of `data`: acknowledged
+    /// by the pipeline once processed, and saved for a restart. `None` for
+    /// sources that cannot resume.
+    pub position: Option<Position>,
 }
 
 /// How a followed file was found to have changed under the reader.

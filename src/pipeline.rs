@@ -9,7 +9,7 @@
 //! applies its events to the correlator and the metrics. Nothing here can
 //! fail: a line that cannot be understood is counted and skipped.
 
-use crate::event::{DeliveryStatus, Event};
+use crate::event::{DeliveryStatus, Event, Lifecycle};
 use crate::metrics::{DeliveryHandles, Metrics};
 use crate::parser::time::{Clock, TimeResolver, Zone};
 use crate::parser::{Format, LineOutcome};
@@ -65,6 +65,9 @@ pub struct Pipeline {
     sources: Vec<SourceRuntime>,
     mtas: Vec<MtaHandles>,
     deliveries: Vec<(u8, Box<str>, DeliveryStatus, DeliveryHandles)>,
+    /// Gauges (active, limit) per (group, transport) and (group, service).
+    queue_concurrency: Vec<(u8, Box<str>, [IntGauge; 2])>,
+    smtp_concurrency: Vec<(u8, Box<str>, [IntGauge; 2])>,
     correlator: Correlator,
     clock: Box<dyn Clock>,
 }
@@ -121,6 +124,8 @@ impl Pipeline {
             sources,
             mtas,
             deliveries: Vec::new(),
+            queue_concurrency: Vec::new(),
+            smtp_concurrency: Vec::new(),
             correlator: Correlator::new(state),
             clock,
         }
@@ -233,6 +238,26 @@ impl Pipeline {
         &self.deliveries[pos].3
     }
 
+    /// Cached gauge pair of `(group, name)` in `cache`, created by `make`.
+    fn gauge_pair<'c>(
+        cache: &'c mut Vec<(u8, Box<str>, [IntGauge; 2])>,
+        group: u8,
+        name: &str,
+        make: impl FnOnce() -> [IntGauge; 2],
+    ) -> &'c [IntGauge; 2] {
+        let pos = match cache
+            .iter()
+            .position(|(g, n, _)| *g == group && &**n == name)
+        {
+            Some(p) => p,
+            None => {
+                cache.push((group, name.into(), make()));
+                cache.len() - 1
+            }
+        };
+        &cache[pos].2
+    }
+
     fn apply(&mut self, source: u32, group: u8, time: f64, event: Event<'_>) {
         let mta = self.mtas[usize::from(group)].mta;
         match event {
@@ -240,6 +265,10 @@ impl Pipeline {
                 if self.correlator.received(source, queue_id, group, time) {
                     self.mtas[usize::from(group)].received.inc();
                 }
+            }
+            Event::NewMessage { queue_id } => {
+                self.correlator.new_message(source, queue_id, group, time);
+                self.mtas[usize::from(group)].received.inc();
             }
             Event::MessageEnvelope {
                 queue_id,
@@ -249,9 +278,76 @@ impl Pipeline {
                 if self.correlator.envelope(source, queue_id, group, time) {
                     let h = &self.mtas[usize::from(group)];
                     h.size.observe(size as f64);
-                    h.recipients.observe(f64::from(recipients));
+                    if let Some(n) = recipients {
+                        h.recipients.observe(f64::from(n));
+                    }
                 }
             }
+            Event::DeliveryStarted {
+                delivery_id,
+                queue_id,
+                transport,
+                recipient,
+            } => self.correlator.delivery_started(
+                source,
+                delivery_id,
+                queue_id,
+                group,
+                transport,
+                recipient,
+                time,
+            ),
+            Event::DeliveryResult {
+                delivery_id,
+                status,
+            } => {
+                let finished = self
+                    .correlator
+                    .delivery_finished(source, delivery_id, status, time);
+                // A result whose start was not seen (the exporter started
+                // mid-delivery) still counts, under transport `unknown`.
+                let transport = finished.map_or("unknown", |f| f.transport);
+                let handles = self.delivery_handles(group, transport, status);
+                handles.count.inc();
+                if let Some(f) = finished {
+                    if let Some(delay) = f.delay {
+                        handles.delay.observe(delay);
+                    }
+                    if let Some(n) = f.attempts {
+                        handles.attempts.observe(f64::from(n));
+                    }
+                }
+            }
+            Event::QueueConcurrency {
+                transport,
+                active,
+                limit,
+            } => {
+                let metrics = &self.metrics;
+                let [a, l] =
+                    Self::gauge_pair(&mut self.queue_concurrency, group, transport, || {
+                        metrics.queue_concurrency_handles(mta, transport)
+                    });
+                a.set(i64::from(active));
+                l.set(i64::from(limit));
+            }
+            Event::QueueManagerExited => {
+                self.correlator.queue_manager_exited(source);
+                self.metrics.lifecycle(mta, Lifecycle::Stopped);
+            }
+            Event::SmtpConcurrency {
+                service,
+                open,
+                limit,
+            } => {
+                let metrics = &self.metrics;
+                let [o, l] = Self::gauge_pair(&mut self.smtp_concurrency, group, service, || {
+                    metrics.smtp_concurrency_handles(mta, service)
+                });
+                o.set(i64::from(open));
+                l.set(i64::from(limit));
+            }
+            Event::BounceDiscarded => self.metrics.bounce_discarded(mta),
             Event::Delivery(d) => {
                 let attempts = self.correlator.delivery(
                     source,
@@ -335,8 +431,13 @@ impl Pipeline {
             h.queue_messages.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         self.metrics.tracked_messages(self.correlator.len());
+        self.metrics
+            .tracked_deliveries(self.correlator.deliveries_len());
         for (reason, n) in self.correlator.take_evictions() {
             self.metrics.evicted(reason, n);
+        }
+        for (reason, n) in self.correlator.take_delivery_evictions() {
+            self.metrics.evicted_deliveries(reason, n);
         }
     }
 

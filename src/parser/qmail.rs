@@ -395,3 +395,422 @@ fn qmail_smtpd(t: &[u8]) -> Option<Events<'_>> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parser::time::LogTime;
+
+    const MULTILOG: &str =
+        include_str!("../../tests/fixtures/qmail/real_notqmail_send_multilog.log");
+    const SPLOGGER: &str =
+        include_str!("../../tests/fixtures/qmail/real_notqmail_send_splogger.log");
+    const TCPSERVER: &str =
+        include_str!("../../tests/fixtures/qmail/real_notqmail_smtpd_tcpserver.log");
+
+    fn events(line: &str) -> Vec<Event<'_>> {
+        match parse(line.as_bytes()).outcome {
+            LineOutcome::Parsed(e) => e.into_vec(),
+            other => panic!("{other:?} for {line}"),
+        }
+    }
+
+    /// The first line of `text` containing `needle` (so tests use real lines).
+    fn real<'a>(text: &'a str, needle: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle}"))
+    }
+
+    fn absolute(line: &str) -> f64 {
+        match parse(line.as_bytes()).time {
+            Some(LogTime::Absolute(t)) => t,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn new_info_end_msg() {
+        let line = real(MULTILOG, "new msg 746539");
+        assert_eq!(events(line), vec![Event::NewMessage { queue_id: "746539" }]);
+        assert!((absolute(line) - 1_795_292_431.033_023_5).abs() < 1e-6);
+        assert_eq!(
+            events(real(MULTILOG, "info msg 746539:")),
+            vec![Event::MessageEnvelope {
+                queue_id: "746539",
+                size: 2468,
+                recipients: None
+            }]
+        );
+        assert_eq!(
+            events(real(MULTILOG, "end msg 746539")),
+            vec![Event::MessageRemoved { queue_id: "746539" }]
+        );
+    }
+
+    #[test]
+    fn starting_delivery_local_and_remote() {
+        assert_eq!(
+            events(real(MULTILOG, "starting delivery 1: msg 746539")),
+            vec![Event::DeliveryStarted {
+                delivery_id: 1,
+                queue_id: "746539",
+                transport: "local",
+                recipient: "bob@example.test"
+            }]
+        );
+        assert_eq!(
+            events(real(MULTILOG, "starting delivery 2: msg 746539")),
+            vec![Event::DeliveryStarted {
+                delivery_id: 2,
+                queue_id: "746539",
+                transport: "remote",
+                recipient: "fiona@sink.test"
+            }]
+        );
+    }
+
+    #[test]
+    fn delivery_results() {
+        let cases = [
+            ("delivery 1: success: did_1+0+0/", DeliveryStatus::Sent),
+            (
+                ": success: 127.0.0.1_accepted_message.",
+                DeliveryStatus::Sent,
+            ),
+            (": deferral: Mailbox_locked", DeliveryStatus::Deferred),
+            (": deferral: Sorry,_I_wasn't_able", DeliveryStatus::Deferred),
+            (": failure: Sorry,_no_mailbox_here", DeliveryStatus::Bounced),
+            (
+                ": failure: 127.0.0.1_does_not_like_recipient./Remote_host_said:_550",
+                DeliveryStatus::Bounced,
+            ),
+            ("in_the_queue_too_long./", DeliveryStatus::Bounced),
+        ];
+        for (needle, status) in cases {
+            let line = real(MULTILOG, needle);
+            match events(line).as_slice() {
+                [Event::DeliveryResult { status: s, .. }] => assert_eq!(*s, status, "{line}"),
+                other => panic!("{other:?} for {line}"),
+            }
+        }
+        // Results with an empty text, and the mangled report qmail-send
+        // defers (wording of qmail-send.c).
+        assert_eq!(
+            events("@400000006b01fd1902b7cb0c delivery 12: deferral: "),
+            vec![Event::DeliveryResult {
+                delivery_id: 12,
+                status: DeliveryStatus::Deferred
+            }]
+        );
+        assert_eq!(
+            events("@400000006b01fd1902b7cb0c delivery 12: report mangled, will defer"),
+            vec![Event::DeliveryResult {
+                delivery_id: 12,
+                status: DeliveryStatus::Deferred
+            }]
+        );
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(
+            events(real(MULTILOG, "status: local 2/10 remote 2/20")),
+            vec![
+                Event::QueueConcurrency {
+                    transport: "local",
+                    active: 2,
+                    limit: 10
+                },
+                Event::QueueConcurrency {
+                    transport: "remote",
+                    active: 2,
+                    limit: 20
+                }
+            ]
+        );
+        let stopping = events(real(MULTILOG, " exitasap"));
+        assert_eq!(stopping.len(), 2);
+        assert_eq!(
+            events(real(MULTILOG, "status: exiting")),
+            vec![Event::QueueManagerExited]
+        );
+    }
+
+    #[test]
+    fn bounce_and_triple_bounce() {
+        assert_eq!(
+            events(real(MULTILOG, "bounce msg ")),
+            vec![Event::BounceNotification {
+                kind: BounceKind::NonDelivery
+            }]
+        );
+        // qmail-send.c's wording; no triple bounce happened in the real run.
+        assert_eq!(
+            events("@400000006b01fd1902b7cb0c triple bounce: discarding bounce/746540"),
+            vec![Event::BounceDiscarded]
+        );
+    }
+
+    #[test]
+    fn warnings_and_alerts() {
+        let warning = "@400000006b01fd1902b7cb0c warning: trouble opening remote/16/746540; will try again later";
+        assert_eq!(
+            events(warning),
+            vec![Event::DaemonProblem {
+                daemon: "qmail-send",
+                severity: Severity::Warning
+            }]
+        );
+        let alert = "@400000006b01fd1902b7cb0c alert: oh no! lost spawn connection! dying...";
+        assert_eq!(
+            events(alert),
+            vec![Event::DaemonProblem {
+                daemon: "qmail-send",
+                severity: Severity::Alert
+            }]
+        );
+    }
+
+    #[test]
+    fn splogger_lines_use_the_splogger_stamp() {
+        let line = real(SPLOGGER, "new msg 746539");
+        assert_eq!(events(line), vec![Event::NewMessage { queue_id: "746539" }]);
+        assert_eq!(absolute(line), 1_795_292_431.033_035);
+        let parsed = parse(line.as_bytes());
+        assert_eq!(parsed.time_text, b"1795292431.033035");
+    }
+
+    #[test]
+    fn multilog_and_splogger_copies_give_the_same_events() {
+        for (m, s) in MULTILOG.lines().zip(SPLOGGER.lines()) {
+            assert_eq!(events(m), events(s), "{m}\n{s}");
+            // Both stamps were taken from the same pipe within a millisecond.
+            assert!((absolute(m) - absolute(s)).abs() < 0.01, "{m}\n{s}");
+        }
+        assert_eq!(MULTILOG.lines().count(), 728);
+        assert_eq!(SPLOGGER.lines().count(), 728);
+    }
+
+    #[test]
+    fn tai64nlocal_lines_with_indimail_suffixes() {
+        let text = include_str!("../../tests/fixtures/qmail/indimail_readme_slowq_tai64nlocal.log");
+        let line = real(text, "starting delivery 4:");
+        assert_eq!(
+            events(line),
+            vec![Event::DeliveryStarted {
+                delivery_id: 4,
+                queue_id: "932523",
+                transport: "local",
+                recipient: "mbhangui@argos.indimail.org"
+            }]
+        );
+        match parse(line.as_bytes()).time {
+            Some(LogTime::LocalDateTime {
+                year: 2021,
+                month: 6,
+                day: 5,
+                second_of_day,
+                nanosecond: 803_601_500,
+            }) => assert_eq!(second_of_day, 20 * 3600 + 42 * 60 + 52),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(events(real(text, "delayed jobs=1 slowq")).len(), 2);
+        assert_eq!(
+            events(real(text, "end msg 932523 slowq")),
+            vec![Event::MessageRemoved { queue_id: "932523" }]
+        );
+        // Every line of the sample is understood.
+        for line in text.lines() {
+            events(line);
+        }
+    }
+
+    #[test]
+    fn indimail_samples_parse_except_indimail_only_lines() {
+        let multilog =
+            include_str!("../../tests/fixtures/qmail/indimail_readme_multilog_tai64n.log");
+        let docker =
+            include_str!("../../tests/fixtures/qmail/mbhangui_docker_readme_deliver_log.log");
+        for line in multilog.lines().chain(docker.lines()) {
+            // indimail's qmail-smtpd X-Bogosity note and qmail-daemon's
+            // multi-queue start-up lines are not qmail's.
+            let indimail_only = line.contains("qmail-smtpd: pid") || line.contains("qmail-daemon:");
+            let parsed = matches!(parse(line.as_bytes()).outcome, LineOutcome::Parsed(_));
+            assert_eq!(parsed, !indimail_only, "{line}");
+        }
+        assert_eq!(
+            events(real(docker, "status: local 1/10 remote 0/20 queue5")).len(),
+            2
+        );
+    }
+
+    #[test]
+    fn bare_splogger_output_without_syslog() {
+        let text =
+            include_str!("../../tests/fixtures/qmail/notqmail_TEST.deliver_splogger_examples.log");
+        // `qmail: new msg 53 ` with the trailing space qmail-send writes.
+        assert_eq!(
+            events(real(text, "new msg 53")),
+            vec![Event::NewMessage { queue_id: "53" }]
+        );
+        assert_eq!(parse(b"qmail: new msg 53 ").time, None);
+        for line in text.lines() {
+            events(line);
+        }
+    }
+
+    #[test]
+    fn awstats_examples_in_both_envelopes() {
+        let text =
+            include_str!("../../tests/fixtures/qmail/awstats_maillogconvert_comment_examples.log");
+        let line = real(
+            text,
+            "gandalf qmail: 1063526289.574100 starting delivery 251",
+        );
+        assert_eq!(absolute(line), 1_063_526_289.574_1);
+        for line in text.lines() {
+            events(line);
+        }
+    }
+
+    #[test]
+    fn tcpserver_lines() {
+        assert_eq!(
+            events(real(TCPSERVER, "status: 3/20")),
+            vec![Event::SmtpConcurrency {
+                service: "smtpd",
+                open: 3,
+                limit: 20
+            }]
+        );
+        assert_eq!(
+            events(real(TCPSERVER, "pid 16189 from")),
+            vec![Event::SmtpConnect { service: "smtpd" }]
+        );
+        assert_eq!(events(real(TCPSERVER, "ok 16189")), vec![]);
+        assert_eq!(events(real(TCPSERVER, "end 16210 status 256")), vec![]);
+        assert_eq!(
+            events(real(TCPSERVER, "deny 16205")),
+            vec![Event::SpamVerdict {
+                filter: "tcprules",
+                verdict: Verdict::Denied,
+                reason: "denylisted"
+            }]
+        );
+        for line in TCPSERVER.lines() {
+            events(line);
+        }
+    }
+
+    #[test]
+    fn tcpserver_through_syslog_keeps_the_tag_as_service() {
+        let text =
+            include_str!("../../tests/fixtures/qmail/mail_toaster_6_issue284_tcpserver_syslog.log");
+        assert_eq!(
+            events(real(text, "tcpserver: pid 40045")),
+            vec![Event::SmtpConnect {
+                service: "vpopmaild"
+            }]
+        );
+        for line in text.lines() {
+            events(line);
+        }
+    }
+
+    #[test]
+    fn rblsmtpd_rejections() {
+        let text = include_str!("../../tests/fixtures/qmail/fail2ban_qmail_rblsmtpd.log");
+        let verdict = |reason| {
+            vec![Event::SpamVerdict {
+                filter: "rblsmtpd",
+                verdict: Verdict::Denied,
+                reason,
+            }]
+        };
+        assert_eq!(events(real(text, "pid 19597")), verdict("dnsbl_temporary"));
+        assert_eq!(
+            events(real(text, "relays.ordb.org blocked")),
+            verdict("dnsbl")
+        );
+        assert_eq!(
+            events(
+                "@400000006b01fd1d01ee397c rblsmtpd: 192.0.2.7 pid 301: 553 listed, see http://x/"
+            ),
+            verdict("dnsbl_permanent")
+        );
+        assert_eq!(
+            events(real(text, "421 badiprbl")),
+            vec![Event::SmtpReject {
+                service: "smtpd",
+                stage: RejectStage::Other,
+                code: 421
+            }]
+        );
+    }
+
+    #[test]
+    fn seed_example_cleaned() {
+        let text = include_str!("../../tests/fixtures/qmail/seed_qmail_multilog_cleaned.log");
+        let all: Vec<_> = text.lines().flat_map(events).collect();
+        assert_eq!(all.len(), 9);
+        assert!(all.contains(&Event::DeliveryResult {
+            delivery_id: 2392,
+            status: DeliveryStatus::Sent
+        }));
+        // 2000-03-06, the example's date.
+        assert!((absolute(text.lines().next().unwrap_or("")) - 952_364_710.670_309_5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn other_programs_are_ignored_and_unknown_shapes_unparsed() {
+        for line in [
+            "Nov 21 10:00:01 mx1 postfix/smtpd[1]: connect from x[1.2.3.4]",
+            "Nov 21 10:00:01 mx1 dovecot: imap-login: Login: user=<a>",
+        ] {
+            assert_eq!(
+                parse(line.as_bytes()).outcome,
+                LineOutcome::Ignored,
+                "{line}"
+            );
+        }
+        for line in [
+            "",
+            "@",
+            "@400000006b01fd1d01ee397c",
+            "@400000006b01fd1d01ee397c something new",
+            "@400000006b01fd1d01ee397cnew msg 1",
+            "@400000006b01fd1d01ee397c new msg x",
+            "@400000006b01fd1d01ee397c starting delivery 1: msg 2 to pigeon a@b",
+            "@400000006b01fd1d01ee397c status: local 1/10",
+            "@400000006b01fd1d01ee397c delivery 3: maybe: x",
+            "2026-11-21 20:20:31.5 new msg",
+            "Nov 21 10:00:01 mx qmail: 1795292431.033035 hello",
+        ] {
+            assert_eq!(
+                parse(line.as_bytes()).outcome,
+                LineOutcome::Unparsed,
+                "{line}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = parse(&bytes);
+            let _ = recognizes(&bytes);
+        }
+
+        #[test]
+        fn never_panics_on_cut_real_lines(i in 0usize..728, cut in 0usize..200) {
+            for text in [MULTILOG, SPLOGGER] {
+                if let Some(line) = text.lines().nth(i) {
+                    let b = line.as_bytes();
+                    let _ = parse(&b[..cut.min(b.len())]);
+                    let _ = parse(&b[cut.min(b.len())..]);
+                }
+            }
+        }
+    }
+}

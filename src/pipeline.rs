@@ -59,11 +59,30 @@ struct MtaHandles {
     stage_delays: [Histogram; 4],
 }
 
+impl MtaHandles {
+    fn new(metrics: &Metrics, mta: &'static str) -> MtaHandles {
+        MtaHandles {
+            mta,
+            received: metrics.received(mta),
+            removed: metrics.removed(mta),
+            expired: metrics.expired(mta),
+            size: metrics.message_size(mta),
+            recipients: metrics.message_recipients(mta),
+            queue_time: metrics.queue_time(mta),
+            queue_messages: metrics.queue_messages(mta),
+            stage_delays: metrics.stage_delays(mta),
+        }
+    }
+}
+
 /// Turns lines into metrics. See the module docs.
 pub struct Pipeline {
     metrics: Arc<Metrics>,
     sources: Vec<SourceRuntime>,
-    mtas: Vec<MtaHandles>,
+    /// Per format (by index in [`Format::ALL`]), created when a source of
+    /// that format is configured or detected, so a Postfix-only exporter
+    /// shows no qmail series and the other way round.
+    mtas: Vec<Option<MtaHandles>>,
     deliveries: Vec<(u8, Box<str>, DeliveryStatus, DeliveryHandles)>,
     /// Gauges (active, limit) per (group, transport) and (group, service).
     queue_concurrency: Vec<(u8, Box<str>, [IntGauge; 2])>,
@@ -105,18 +124,10 @@ impl Pipeline {
         let mtas = Format::ALL
             .iter()
             .map(|f| {
-                let mta = f.mta();
-                MtaHandles {
-                    mta,
-                    received: metrics.received(mta),
-                    removed: metrics.removed(mta),
-                    expired: metrics.expired(mta),
-                    size: metrics.message_size(mta),
-                    recipients: metrics.message_recipients(mta),
-                    queue_time: metrics.queue_time(mta),
-                    queue_messages: metrics.queue_messages(mta),
-                    stage_delays: metrics.stage_delays(mta),
-                }
+                specs
+                    .iter()
+                    .any(|s| s.format == Some(*f))
+                    .then(|| MtaHandles::new(&metrics, f.mta()))
             })
             .collect();
         Pipeline {
@@ -215,6 +226,18 @@ impl Pipeline {
         }
     }
 
+    /// The metric handles of the format with index `group`, created on
+    /// first use.
+    fn mta_handles(&mut self, group: u8) -> &MtaHandles {
+        let g = usize::from(group);
+        if self.mtas.len() <= g {
+            self.mtas.resize_with(g + 1, || None);
+        }
+        let mta = Format::ALL.get(g).map_or("other", |f| f.mta());
+        let metrics = &self.metrics;
+        self.mtas[g].get_or_insert_with(|| MtaHandles::new(metrics, mta))
+    }
+
     fn delivery_handles(
         &mut self,
         group: u8,
@@ -228,7 +251,7 @@ impl Pipeline {
         let pos = match pos {
             Some(p) => p,
             None => {
-                let mta = self.mtas[usize::from(group)].mta;
+                let mta = self.mta_handles(group).mta;
                 let handles = self.metrics.delivery_handles(mta, transport, status);
                 self.deliveries
                     .push((group, transport.into(), status, handles));
@@ -259,16 +282,16 @@ impl Pipeline {
     }
 
     fn apply(&mut self, source: u32, group: u8, time: f64, event: Event<'_>) {
-        let mta = self.mtas[usize::from(group)].mta;
+        let mta = self.mta_handles(group).mta;
         match event {
             Event::MessageReceived { queue_id } => {
                 if self.correlator.received(source, queue_id, group, time) {
-                    self.mtas[usize::from(group)].received.inc();
+                    self.mta_handles(group).received.inc();
                 }
             }
             Event::NewMessage { queue_id } => {
                 self.correlator.new_message(source, queue_id, group, time);
-                self.mtas[usize::from(group)].received.inc();
+                self.mta_handles(group).received.inc();
             }
             Event::MessageEnvelope {
                 queue_id,
@@ -276,7 +299,7 @@ impl Pipeline {
                 recipients,
             } => {
                 if self.correlator.envelope(source, queue_id, group, time) {
-                    let h = &self.mtas[usize::from(group)];
+                    let h = &self.mta_handles(group);
                     h.size.observe(size as f64);
                     if let Some(n) = recipients {
                         h.recipients.observe(f64::from(n));
@@ -359,11 +382,7 @@ impl Pipeline {
                 );
                 if d.status == DeliveryStatus::Sent {
                     if let Some(stages) = d.stage_delays {
-                        for (h, v) in self.mtas[usize::from(group)]
-                            .stage_delays
-                            .iter()
-                            .zip(stages)
-                        {
+                        for (h, v) in self.mta_handles(group).stage_delays.iter().zip(stages) {
                             h.observe(v);
                         }
                     }
@@ -377,12 +396,12 @@ impl Pipeline {
                     handles.attempts.observe(f64::from(n));
                 }
             }
-            Event::MessageExpired { .. } => self.mtas[usize::from(group)].expired.inc(),
+            Event::MessageExpired { .. } => self.mta_handles(group).expired.inc(),
             Event::MessageRemoved { queue_id } => {
-                self.mtas[usize::from(group)].removed.inc();
+                self.mta_handles(group).removed.inc();
                 if let Some(departure) = self.correlator.removed(source, queue_id, time) {
                     if let Some(seconds) = departure.queue_seconds {
-                        self.mtas[usize::from(group)].queue_time.observe(seconds);
+                        self.mta_handles(group).queue_time.observe(seconds);
                     }
                 }
             }
@@ -426,7 +445,12 @@ impl Pipeline {
                 src.last_line_timestamp.set(t);
             }
         }
-        for (group, h) in self.mtas.iter().enumerate() {
+        for (group, h) in self
+            .mtas
+            .iter()
+            .enumerate()
+            .filter_map(|(g, h)| Some((g, h.as_ref()?)))
+        {
             let n = self.correlator.count_in_group(group as u8);
             h.queue_messages.set(i64::try_from(n).unwrap_or(i64::MAX));
         }

@@ -27,7 +27,8 @@ impl Replay {
         let metrics = Arc::new(Metrics::new(&BuildInfo::CURRENT));
         let spec = SourceSpec {
             name: "test".into(),
-            format: format.map(|f| maillog_exporter::parser::Format::from_name(f).unwrap()),
+            format: format
+                .map(|f| maillog_exporter::parser::Format::from_name(f).expect("a format name")),
         };
         let pipeline = Pipeline::new(
             metrics.clone(),
@@ -56,7 +57,7 @@ impl Replay {
         self.pipeline.finish_batch();
         prometheus::TextEncoder::new()
             .encode_to_string(&self.metrics.registry().gather())
-            .unwrap()
+            .expect("metrics encode as text")
     }
 
     /// The value of one series, written as in the text format (labels in
@@ -65,7 +66,7 @@ impl Replay {
         let text = self.text();
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .map(|v| v.parse().unwrap())
+            .map(|v| v.parse().expect("a sample value"))
     }
 
     fn value(&mut self, series: &str) -> f64 {
@@ -371,5 +372,10 @@ fn detection_picks_qmail_for_every_envelope_and_postfix_for_postfix() {
         text.contains(r#"maillog_lines_total{format="postfix",result="parsed",source="test"}"#),
         "{text}"
     );
+    // A Postfix-only exporter shows no qmail series, and the other way round.
     assert!(!text.contains(r#"format="qmail""#));
+    assert!(!text.contains(r#"mta="qmail""#), "{text}");
+    let mut r = Replay::new(None);
+    r.all(&fixture("real_notqmail_send_multilog.log"));
+    assert!(!r.text().contains(r#"mta="postfix""#));
 }

@@ -170,6 +170,8 @@ pub enum Severity {
     Error,
     Fatal,
     Panic,
+    /// qmail's `alert:`: a serious problem the daemon keeps retrying.
+    Alert,
 }
 
 impl Severity {
@@ -179,6 +181,7 @@ impl Severity {
             Severity::Error => "error",
             Severity::Fatal => "fatal",
             Severity::Panic => "panic",
+            Severity::Alert => "alert",
         }
     }
 }
@@ -244,23 +247,66 @@ pub struct Delivery<'a> {
 pub enum Event<'a> {
     /// A message entered the queue (Postfix cleanup, qmail `new msg`).
     MessageReceived { queue_id: &'a str },
+    /// A new message took this queue id (qmail `new msg`). The MTA reuses
+    /// ids once a message is gone, so state still held under the id belongs
+    /// to an earlier message whose end was not seen, and is retired.
+    NewMessage { queue_id: &'a str },
     /// The queue manager saw the message's envelope; it may be logged again
     /// on every retry, the correlator observes size and recipients once.
+    /// `recipients` is `None` where the MTA does not log the count (qmail).
     MessageEnvelope {
         queue_id: &'a str,
         size: u64,
-        recipients: u32,
+        recipients: Option<u32>,
     },
     /// A delivery attempt for one recipient ended.
     Delivery(Delivery<'a>),
+    /// A delivery attempt started under a delivery id (qmail `starting
+    /// delivery D: msg M to local R`); its result is logged later with only
+    /// the delivery id ([`Event::DeliveryResult`]).
+    DeliveryStarted {
+        delivery_id: u64,
+        queue_id: &'a str,
+        /// The channel (`local`, `remote`): bounded by the parser.
+        transport: &'static str,
+        /// Used only to count attempts per recipient.
+        recipient: &'a str,
+    },
+    /// The attempt started under `delivery_id` ended; the correlator knows
+    /// its message, transport and recipient.
+    DeliveryResult {
+        delivery_id: u64,
+        status: DeliveryStatus,
+    },
+    /// Deliveries in progress and the concurrency limit of one transport
+    /// (qmail `status: local l/L remote r/R`).
+    QueueConcurrency {
+        transport: &'static str,
+        active: u32,
+        limit: u32,
+    },
+    /// The queue manager exited (qmail `status: exiting`): the delivery ids
+    /// it handed out are void (they count from 1 again after a start).
+    /// Queued messages keep their ids across the restart.
+    QueueManagerExited,
     /// The message was returned after the maximal queue lifetime.
     MessageExpired { queue_id: &'a str },
     /// The message left the queue.
     MessageRemoved { queue_id: &'a str },
     /// The MTA generated a notification (bounce, delay warning, DSN success).
     BounceNotification { kind: BounceKind },
+    /// The MTA discarded a bounce it could not deliver either (qmail
+    /// `triple bounce: discarding …`).
+    BounceDiscarded,
     /// An SMTP client connected to a server process.
     SmtpConnect { service: &'a str },
+    /// Open SMTP connections and the concurrency limit of a service
+    /// (tcpserver `status: 3/20`).
+    SmtpConcurrency {
+        service: &'a str,
+        open: u32,
+        limit: u32,
+    },
     /// An SMTP session ended badly after the given command.
     SmtpSessionError {
         service: &'a str,

@@ -9,7 +9,7 @@
 //! applies its events to the correlator and the metrics. Nothing here can
 //! fail: a line that cannot be understood is counted and skipped.
 
-use crate::event::{DeliveryStatus, Event};
+use crate::event::{DeliveryStatus, Event, Lifecycle};
 use crate::metrics::{DeliveryHandles, Metrics};
 use crate::parser::time::{Clock, TimeResolver, Zone};
 use crate::parser::{Format, LineOutcome};
@@ -59,12 +59,34 @@ struct MtaHandles {
     stage_delays: [Histogram; 4],
 }
 
+impl MtaHandles {
+    fn new(metrics: &Metrics, mta: &'static str) -> MtaHandles {
+        MtaHandles {
+            mta,
+            received: metrics.received(mta),
+            removed: metrics.removed(mta),
+            expired: metrics.expired(mta),
+            size: metrics.message_size(mta),
+            recipients: metrics.message_recipients(mta),
+            queue_time: metrics.queue_time(mta),
+            queue_messages: metrics.queue_messages(mta),
+            stage_delays: metrics.stage_delays(mta),
+        }
+    }
+}
+
 /// Turns lines into metrics. See the module docs.
 pub struct Pipeline {
     metrics: Arc<Metrics>,
     sources: Vec<SourceRuntime>,
-    mtas: Vec<MtaHandles>,
+    /// Per format (by index in [`Format::ALL`]), created when a source of
+    /// that format is configured or detected, so a Postfix-only exporter
+    /// shows no qmail series and the other way round.
+    mtas: Vec<Option<MtaHandles>>,
     deliveries: Vec<(u8, Box<str>, DeliveryStatus, DeliveryHandles)>,
+    /// Gauges (active, limit) per (group, transport) and (group, service).
+    queue_concurrency: Vec<(u8, Box<str>, [IntGauge; 2])>,
+    smtp_concurrency: Vec<(u8, Box<str>, [IntGauge; 2])>,
     correlator: Correlator,
     clock: Box<dyn Clock>,
 }
@@ -102,18 +124,10 @@ impl Pipeline {
         let mtas = Format::ALL
             .iter()
             .map(|f| {
-                let mta = f.mta();
-                MtaHandles {
-                    mta,
-                    received: metrics.received(mta),
-                    removed: metrics.removed(mta),
-                    expired: metrics.expired(mta),
-                    size: metrics.message_size(mta),
-                    recipients: metrics.message_recipients(mta),
-                    queue_time: metrics.queue_time(mta),
-                    queue_messages: metrics.queue_messages(mta),
-                    stage_delays: metrics.stage_delays(mta),
-                }
+                specs
+                    .iter()
+                    .any(|s| s.format == Some(*f))
+                    .then(|| MtaHandles::new(&metrics, f.mta()))
             })
             .collect();
         Pipeline {
@@ -121,6 +135,8 @@ impl Pipeline {
             sources,
             mtas,
             deliveries: Vec::new(),
+            queue_concurrency: Vec::new(),
+            smtp_concurrency: Vec::new(),
             correlator: Correlator::new(state),
             clock,
         }
@@ -210,6 +226,18 @@ impl Pipeline {
         }
     }
 
+    /// The metric handles of the format with index `group`, created on
+    /// first use.
+    fn mta_handles(&mut self, group: u8) -> &MtaHandles {
+        let g = usize::from(group);
+        if self.mtas.len() <= g {
+            self.mtas.resize_with(g + 1, || None);
+        }
+        let mta = Format::ALL.get(g).map_or("other", |f| f.mta());
+        let metrics = &self.metrics;
+        self.mtas[g].get_or_insert_with(|| MtaHandles::new(metrics, mta))
+    }
+
     fn delivery_handles(
         &mut self,
         group: u8,
@@ -223,7 +251,7 @@ impl Pipeline {
         let pos = match pos {
             Some(p) => p,
             None => {
-                let mta = self.mtas[usize::from(group)].mta;
+                let mta = self.mta_handles(group).mta;
                 let handles = self.metrics.delivery_handles(mta, transport, status);
                 self.deliveries
                     .push((group, transport.into(), status, handles));
@@ -233,13 +261,37 @@ impl Pipeline {
         &self.deliveries[pos].3
     }
 
+    /// Cached gauge pair of `(group, name)` in `cache`, created by `make`.
+    fn gauge_pair<'c>(
+        cache: &'c mut Vec<(u8, Box<str>, [IntGauge; 2])>,
+        group: u8,
+        name: &str,
+        make: impl FnOnce() -> [IntGauge; 2],
+    ) -> &'c [IntGauge; 2] {
+        let pos = match cache
+            .iter()
+            .position(|(g, n, _)| *g == group && &**n == name)
+        {
+            Some(p) => p,
+            None => {
+                cache.push((group, name.into(), make()));
+                cache.len() - 1
+            }
+        };
+        &cache[pos].2
+    }
+
     fn apply(&mut self, source: u32, group: u8, time: f64, event: Event<'_>) {
-        let mta = self.mtas[usize::from(group)].mta;
+        let mta = self.mta_handles(group).mta;
         match event {
             Event::MessageReceived { queue_id } => {
                 if self.correlator.received(source, queue_id, group, time) {
-                    self.mtas[usize::from(group)].received.inc();
+                    self.mta_handles(group).received.inc();
                 }
+            }
+            Event::NewMessage { queue_id } => {
+                self.correlator.new_message(source, queue_id, group, time);
+                self.mta_handles(group).received.inc();
             }
             Event::MessageEnvelope {
                 queue_id,
@@ -247,11 +299,78 @@ impl Pipeline {
                 recipients,
             } => {
                 if self.correlator.envelope(source, queue_id, group, time) {
-                    let h = &self.mtas[usize::from(group)];
+                    let h = &self.mta_handles(group);
                     h.size.observe(size as f64);
-                    h.recipients.observe(f64::from(recipients));
+                    if let Some(n) = recipients {
+                        h.recipients.observe(f64::from(n));
+                    }
                 }
             }
+            Event::DeliveryStarted {
+                delivery_id,
+                queue_id,
+                transport,
+                recipient,
+            } => self.correlator.delivery_started(
+                source,
+                delivery_id,
+                queue_id,
+                group,
+                transport,
+                recipient,
+                time,
+            ),
+            Event::DeliveryResult {
+                delivery_id,
+                status,
+            } => {
+                let finished = self
+                    .correlator
+                    .delivery_finished(source, delivery_id, status, time);
+                // A result whose start was not seen (the exporter started
+                // mid-delivery) still counts, under transport `unknown`.
+                let transport = finished.map_or("unknown", |f| f.transport);
+                let handles = self.delivery_handles(group, transport, status);
+                handles.count.inc();
+                if let Some(f) = finished {
+                    if let Some(delay) = f.delay {
+                        handles.delay.observe(delay);
+                    }
+                    if let Some(n) = f.attempts {
+                        handles.attempts.observe(f64::from(n));
+                    }
+                }
+            }
+            Event::QueueConcurrency {
+                transport,
+                active,
+                limit,
+            } => {
+                let metrics = &self.metrics;
+                let [a, l] =
+                    Self::gauge_pair(&mut self.queue_concurrency, group, transport, || {
+                        metrics.queue_concurrency_handles(mta, transport)
+                    });
+                a.set(i64::from(active));
+                l.set(i64::from(limit));
+            }
+            Event::QueueManagerExited => {
+                self.correlator.queue_manager_exited(source);
+                self.metrics.lifecycle(mta, Lifecycle::Stopped);
+            }
+            Event::SmtpConcurrency {
+                service,
+                open,
+                limit,
+            } => {
+                let metrics = &self.metrics;
+                let [o, l] = Self::gauge_pair(&mut self.smtp_concurrency, group, service, || {
+                    metrics.smtp_concurrency_handles(mta, service)
+                });
+                o.set(i64::from(open));
+                l.set(i64::from(limit));
+            }
+            Event::BounceDiscarded => self.metrics.bounce_discarded(mta),
             Event::Delivery(d) => {
                 let attempts = self.correlator.delivery(
                     source,
@@ -263,11 +382,7 @@ impl Pipeline {
                 );
                 if d.status == DeliveryStatus::Sent {
                     if let Some(stages) = d.stage_delays {
-                        for (h, v) in self.mtas[usize::from(group)]
-                            .stage_delays
-                            .iter()
-                            .zip(stages)
-                        {
+                        for (h, v) in self.mta_handles(group).stage_delays.iter().zip(stages) {
                             h.observe(v);
                         }
                     }
@@ -281,12 +396,12 @@ impl Pipeline {
                     handles.attempts.observe(f64::from(n));
                 }
             }
-            Event::MessageExpired { .. } => self.mtas[usize::from(group)].expired.inc(),
+            Event::MessageExpired { .. } => self.mta_handles(group).expired.inc(),
             Event::MessageRemoved { queue_id } => {
-                self.mtas[usize::from(group)].removed.inc();
+                self.mta_handles(group).removed.inc();
                 if let Some(departure) = self.correlator.removed(source, queue_id, time) {
                     if let Some(seconds) = departure.queue_seconds {
-                        self.mtas[usize::from(group)].queue_time.observe(seconds);
+                        self.mta_handles(group).queue_time.observe(seconds);
                     }
                 }
             }
@@ -330,13 +445,23 @@ impl Pipeline {
                 src.last_line_timestamp.set(t);
             }
         }
-        for (group, h) in self.mtas.iter().enumerate() {
+        for (group, h) in self
+            .mtas
+            .iter()
+            .enumerate()
+            .filter_map(|(g, h)| Some((g, h.as_ref()?)))
+        {
             let n = self.correlator.count_in_group(group as u8);
             h.queue_messages.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         self.metrics.tracked_messages(self.correlator.len());
+        self.metrics
+            .tracked_deliveries(self.correlator.deliveries_len());
         for (reason, n) in self.correlator.take_evictions() {
             self.metrics.evicted(reason, n);
+        }
+        for (reason, n) in self.correlator.take_delivery_evictions() {
+            self.metrics.evicted_deliveries(reason, n);
         }
     }
 

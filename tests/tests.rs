@@ -9,5 +9,6 @@ mod fuzz;
 mod golden;
 mod postfix_coverage;
 mod process;
+mod qmail;
 mod rotation;
 mod support;

@@ -55,6 +55,10 @@ pub const RECIPIENT_BUCKETS: [f64; 9] = [1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 1
 /// to 5 days, which is a few dozen attempts.
 pub const ATTEMPT_BUCKETS: [f64; 9] = [1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0, 20.0, 50.0];
 
+/// MTAs that log discarded bounces: their `mail_bounces_discarded_total`
+/// exists at zero (for the others it would be a counter that never moves).
+const MTAS_DISCARDING_BOUNCES: [&str; 1] = ["qmail"];
+
 /// All metrics of the exporter.
 pub struct Metrics {
     registry: Registry,
@@ -78,10 +82,18 @@ pub struct Metrics {
     message_queue_time: HistogramVec,
     /// Messages seen entering the queue and not yet removed.
     queue_messages: IntGaugeVec,
+    /// Deliveries in progress, by transport, as the queue manager logged it.
+    queue_active_deliveries: IntGaugeVec,
+    /// Most deliveries the queue manager runs at once, by transport.
+    queue_concurrency_limit: IntGaugeVec,
     /// Delivery attempts per recipient at its final outcome.
     delivery_attempts: HistogramVec,
     /// SMTP connections accepted by a server process.
     smtp_connections: IntCounterVec,
+    /// SMTP connections open now, as the connection server logged it.
+    smtp_connections_open: IntGaugeVec,
+    /// Most SMTP connections the connection server accepts at once.
+    smtp_connection_limit: IntGaugeVec,
     /// SMTP sessions that ended abnormally, by kind and the last command.
     smtp_session_errors: IntCounterVec,
     /// Commands rejected by the SMTP server, by stage and SMTP reply code.
@@ -96,6 +108,8 @@ pub struct Metrics {
     spam_verdicts: IntCounterVec,
     /// Notifications generated for senders or the postmaster, by kind.
     bounce_notifications: IntCounterVec,
+    /// Bounces discarded because they could not be delivered either.
+    bounces_discarded: IntCounterVec,
     /// Warning, error, fatal and panic lines logged by the MTA's daemons.
     daemon_problems: IntCounterVec,
     /// Start, reload and stop of the mail system.
@@ -122,6 +136,10 @@ pub struct Metrics {
     tracked_evicted: IntCounterVec,
     /// Saves of the positions file, by result (ok, error).
     positions_writes: IntCounterVec,
+    /// Delivery attempts tracked by the correlator (started, result not yet seen).
+    tracked_deliveries: IntGauge,
+    /// Tracked delivery attempts dropped before their result was seen, by reason.
+    tracked_deliveries_evicted: IntCounterVec,
     /// Build information of maillog_exporter.
     _build_info: IntGaugeVec,
     labels: Mutex<LabelCaps>,
@@ -220,8 +238,12 @@ impl Metrics {
             messages_removed: counter(&r, "mail_messages_removed_total", "Messages that left the queue.", &["mta"]),
             message_queue_time: histogram(&r, "mail_message_queue_seconds", "Time a message stayed in the queue, from arrival to removal (messages whose arrival was seen).", &["mta"], &DELAY_BUCKETS),
             queue_messages: gauge(&r, "mail_queue_messages", "Messages seen in the queue and not yet removed (tracked by the exporter).", &["mta"]),
+            queue_active_deliveries: gauge(&r, "mail_queue_active_deliveries", "Deliveries in progress, by transport, as last logged by the queue manager.", &["mta", "transport"]),
+            queue_concurrency_limit: gauge(&r, "mail_queue_concurrency_limit", "Most deliveries the queue manager runs at once, by transport, as last logged.", &["mta", "transport"]),
             delivery_attempts: histogram(&r, "mail_delivery_attempts", "Delivery attempts per recipient at its final outcome (sent or bounced).", &["mta", "transport", "status"], &ATTEMPT_BUCKETS),
             smtp_connections: counter(&r, "mail_smtp_connections_total", "SMTP connections accepted by a server process, by service.", &["mta", "service"]),
+            smtp_connections_open: gauge(&r, "mail_smtp_connections_open", "SMTP connections open now, as last logged by the connection server.", &["mta", "service"]),
+            smtp_connection_limit: gauge(&r, "mail_smtp_connection_limit", "Most SMTP connections the connection server accepts at once, as last logged.", &["mta", "service"]),
             smtp_session_errors: counter(&r, "mail_smtp_session_errors_total", "SMTP sessions that ended abnormally (lost_connection, timeout, too_many_errors), by the last command.", &["mta", "service", "kind", "after"]),
             smtp_rejects: counter(&r, "mail_smtp_rejects_total", "Commands or messages rejected by the SMTP server, by stage and SMTP reply code.", &["mta", "service", "stage", "code"]),
             auth_failures: counter(&r, "mail_auth_failures_total", "Failed SMTP AUTH attempts, by SASL mechanism.", &["mta", "service", "mechanism"]),
@@ -229,6 +251,7 @@ impl Metrics {
             outbound_connect_errors: counter(&r, "mail_smtp_outbound_connect_errors_total", "Outbound connection attempts that failed, by error (timeout, refused, unreachable, other).", &["mta", "transport", "error"]),
             spam_verdicts: counter(&r, "mail_spam_verdicts_total", "Anti-spam decisions by filter, verdict (allowed, denied) and reason.", &["filter", "verdict", "reason"]),
             bounce_notifications: counter(&r, "mail_bounce_notifications_total", "Notifications the MTA generated (non_delivery, delay, success).", &["mta", "kind"]),
+            bounces_discarded: counter(&r, "mail_bounces_discarded_total", "Bounces the MTA discarded because they could not be delivered either (qmail triple bounce).", &["mta"]),
             daemon_problems: counter(&r, "mail_daemon_log_messages_total", "Warning, error, fatal and panic lines logged by the MTA's daemons.", &["mta", "daemon", "severity"]),
             lifecycle: counter(&r, "mail_system_lifecycle_events_total", "Start, reload and stop of the mail system.", &["mta", "event"]),
             lines: counter(&r, "maillog_lines_total", "Log lines read, by source, format and result (parsed, ignored: another program's line, unparsed: not understood).", &["source", "format", "result"]),
@@ -250,7 +273,14 @@ impl Metrics {
                 r.register(Box::new(g.clone())).unwrap_or_else(|e| unreachable!("duplicate metric: {e}"));
                 g
             },
-            tracked_evicted: counter(&r, "maillog_tracked_messages_evicted_total", "Tracked messages dropped before they were seen leaving the queue, by reason (capacity, expired).", &["reason"]),
+            tracked_evicted: counter(&r, "maillog_tracked_messages_evicted_total", "Tracked messages dropped before they were seen leaving the queue, by reason (capacity, expired, id_reused).", &["reason"]),
+            tracked_deliveries: {
+                let g = IntGauge::new("maillog_tracked_deliveries", "Delivery attempts tracked by the correlator (started, result not yet seen).")
+                    .unwrap_or_else(|e| unreachable!("invalid metric: {e}"));
+                r.register(Box::new(g.clone())).unwrap_or_else(|e| unreachable!("duplicate metric: {e}"));
+                g
+            },
+            tracked_deliveries_evicted: counter(&r, "maillog_tracked_deliveries_evicted_total", "Tracked delivery attempts dropped before their result was seen, by reason (capacity, expired, id_reused, restart).", &["reason"]),
             positions_writes: counter(&r, "maillog_positions_writes_total", "Saves of the positions file (--tail.positions-file), by result (ok, error).", &["result"]),
             _build_info: {
                 let g = gauge(&r, "maillog_exporter_build_info", "A metric with a constant '1' value labelled by version, revision and rustc_version of maillog_exporter.", &["version", "revision", "rustc_version"]);
@@ -260,8 +290,17 @@ impl Metrics {
             labels: Mutex::new(LabelCaps::default()),
             registry: r,
         };
-        for reason in ["capacity", "expired"] {
-            m.tracked_evicted.with_label_values(&[reason]);
+        for reason in [Eviction::Capacity, Eviction::Expired, Eviction::IdReused] {
+            m.tracked_evicted.with_label_values(&[reason.as_str()]);
+        }
+        for reason in [
+            Eviction::Capacity,
+            Eviction::Expired,
+            Eviction::IdReused,
+            Eviction::Restart,
+        ] {
+            m.tracked_deliveries_evicted
+                .with_label_values(&[reason.as_str()]);
         }
         for result in ["ok", "error"] {
             m.positions_writes.with_label_values(&[result]);
@@ -320,6 +359,9 @@ impl Metrics {
         ] {
             self.bounce_notifications
                 .with_label_values(&[mta, kind.as_str()]);
+        }
+        if MTAS_DISCARDING_BOUNCES.contains(&mta) {
+            self.bounces_discarded.with_label_values(&[mta]);
         }
     }
 
@@ -482,11 +524,48 @@ impl Metrics {
     }
 
     pub fn evicted(&self, reason: Eviction, n: u64) {
-        let label = match reason {
-            Eviction::Capacity => "capacity",
-            Eviction::Expired => "expired",
-        };
-        self.tracked_evicted.with_label_values(&[label]).inc_by(n);
+        self.tracked_evicted
+            .with_label_values(&[reason.as_str()])
+            .inc_by(n);
+    }
+
+    pub fn tracked_deliveries(&self, n: usize) {
+        self.tracked_deliveries
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn evicted_deliveries(&self, reason: Eviction, n: u64) {
+        self.tracked_deliveries_evicted
+            .with_label_values(&[reason.as_str()])
+            .inc_by(n);
+    }
+
+    pub fn bounce_discarded(&self, mta: &str) {
+        self.bounces_discarded.with_label_values(&[mta]).inc();
+    }
+
+    /// Gauge handles (active deliveries, concurrency limit) of one
+    /// transport, looked up once.
+    pub fn queue_concurrency_handles(&self, mta: &str, transport: &str) -> [IntGauge; 2] {
+        let transport = self.bounded("transport", transport);
+        [
+            self.queue_active_deliveries
+                .with_label_values(&[mta, transport]),
+            self.queue_concurrency_limit
+                .with_label_values(&[mta, transport]),
+        ]
+    }
+
+    /// Gauge handles (open connections, connection limit) of one SMTP
+    /// service, looked up once.
+    pub fn smtp_concurrency_handles(&self, mta: &str, service: &str) -> [IntGauge; 2] {
+        let service = self.bounded("service", service);
+        [
+            self.smtp_connections_open
+                .with_label_values(&[mta, service]),
+            self.smtp_connection_limit
+                .with_label_values(&[mta, service]),
+        ]
     }
 }
 

@@ -10,6 +10,7 @@
 //! [`Format`] names the formats, detects them from content and dispatches.
 
 pub mod postfix;
+pub mod qmail;
 pub mod time;
 
 use crate::event::Events;
@@ -54,16 +55,20 @@ impl<'a> ParsedLine<'a> {
 pub enum Format {
     /// Postfix via syslog or `maillog_file`.
     Postfix,
+    /// qmail-send, tcpserver and rblsmtpd via multilog, splogger or
+    /// `tai64nlocal`.
+    Qmail,
 }
 
 impl Format {
     /// Every format, in detection order.
-    pub const ALL: [Format; 1] = [Format::Postfix];
+    pub const ALL: [Format; 2] = [Format::Postfix, Format::Qmail];
 
     /// The name used by `--log.format` and the `format` label.
     pub fn name(self) -> &'static str {
         match self {
             Format::Postfix => "postfix",
+            Format::Qmail => "qmail",
         }
     }
 
@@ -71,6 +76,7 @@ impl Format {
     pub fn mta(self) -> &'static str {
         match self {
             Format::Postfix => "postfix",
+            Format::Qmail => "qmail",
         }
     }
 
@@ -90,6 +96,7 @@ impl Format {
     pub fn parse(self, line: &[u8]) -> ParsedLine<'_> {
         match self {
             Format::Postfix => postfix::parse(line),
+            Format::Qmail => qmail::parse(line),
         }
     }
 
@@ -98,6 +105,7 @@ impl Format {
     pub fn recognizes(self, line: &[u8]) -> bool {
         match self {
             Format::Postfix => postfix::recognizes(line),
+            Format::Qmail => qmail::recognizes(line),
         }
     }
 

@@ -636,7 +636,7 @@ fn qmgr<'a>(line: &Msg<'a>) -> Option<Events<'a>> {
             return Some(one(Event::MessageEnvelope {
                 queue_id,
                 size,
-                recipients,
+                recipients: Some(recipients),
             }));
         }
         if rest.starts_with(b"to=") {

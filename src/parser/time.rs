@@ -24,6 +24,16 @@ pub enum LogTime {
     },
     /// A complete timestamp, already in Unix seconds.
     Absolute(f64),
+    /// A complete local date and time without zone (`tai64nlocal`):
+    /// converted with the source's zone like a syslog stamp, but the year
+    /// is written, so nothing is inferred.
+    LocalDateTime {
+        year: i32,
+        month: u8,
+        day: u8,
+        second_of_day: u32,
+        nanosecond: u32,
+    },
 }
 
 const MONTHS: [&[u8; 3]; 12] = [
@@ -138,6 +148,90 @@ pub fn parse_rfc3339(s: &[u8]) -> Option<LogTime> {
     Some(LogTime::Absolute(secs as f64 + fraction))
 }
 
+/// `2^62 + 10`: daemontools' TAI64 label of the Unix epoch (leap seconds
+/// ignored, exactly what `tai64nlocal` undoes).
+const TAI64_UNIX_EPOCH: u64 = (1 << 62) + 10;
+
+fn hex_value(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in digits {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | u64::from(d);
+    }
+    Some(v)
+}
+
+/// Parses a multilog TAI64N label `@` + 16 hex digits of seconds + 8 of
+/// nanoseconds (exactly 25 bytes) into Unix seconds.
+pub fn parse_tai64n(s: &[u8]) -> Option<LogTime> {
+    let hex = s.strip_prefix(b"@")?;
+    if hex.len() != 24 {
+        return None;
+    }
+    let seconds = hex_value(&hex[..16])?.checked_sub(TAI64_UNIX_EPOCH)?;
+    let nanos = hex_value(&hex[16..])?;
+    if nanos >= 1_000_000_000 || seconds > 1 << 40 {
+        return None;
+    }
+    Some(LogTime::Absolute(seconds as f64 + nanos as f64 / 1e9))
+}
+
+/// Parses splogger's `seconds.microseconds` Unix stamp (any fraction up to
+/// 9 digits).
+pub fn parse_unix_stamp(s: &[u8]) -> Option<LogTime> {
+    let dot = memchr::memchr(b'.', s)?;
+    if dot == 0 || dot > 12 || dot + 1 == s.len() {
+        return None;
+    }
+    crate::line::parse_decimal(s).map(LogTime::Absolute)
+}
+
+/// Parses `tai64nlocal` output `YYYY-MM-DD HH:MM:SS[.fraction]`: local
+/// time, no zone.
+pub fn parse_local_datetime(s: &[u8]) -> Option<LogTime> {
+    if s.len() < 19 || s[4] != b'-' || s[7] != b'-' || s[10] != b' ' {
+        return None;
+    }
+    if s[13] != b':' || s[16] != b':' {
+        return None;
+    }
+    let year = two_digits(&s[0..2])? * 100 + two_digits(&s[2..4])?;
+    let month = two_digits(&s[5..7])?;
+    let day = two_digits(&s[8..10])?;
+    let (h, m, sec) = (
+        two_digits(&s[11..13])?,
+        two_digits(&s[14..16])?,
+        two_digits(&s[17..19])?,
+    );
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let nanosecond = match &s[19..] {
+        [] => 0,
+        [b'.', digits @ ..] if !digits.is_empty() && digits.len() <= 9 => {
+            let v = crate::line::parse_u64(digits)?;
+            // Scale to nanoseconds: `.5` is 500000000 ns.
+            (v * 10u64.pow(9 - digits.len() as u32)) as u32
+        }
+        _ => return None,
+    };
+    Some(LogTime::LocalDateTime {
+        year: year as i32,
+        month: month as u8,
+        day: day as u8,
+        second_of_day: h * 3600 + m * 60 + sec,
+        nanosecond,
+    })
+}
+
 /// Where "now" comes from when inferring years: the wall clock in
 /// production, a fixed instant in tests.
 pub trait Clock: Send {
@@ -201,6 +295,16 @@ impl TimeResolver {
     pub fn resolve(&mut self, time: LogTime, clock: &dyn Clock) -> f64 {
         let (month, day, second_of_day) = match time {
             LogTime::Absolute(t) => return t,
+            LogTime::LocalDateTime {
+                year,
+                month,
+                day,
+                second_of_day,
+                nanosecond,
+            } => {
+                return self.unix_seconds(year, month, day, second_of_day)
+                    + f64::from(nanosecond) / 1e9;
+            }
             LogTime::Syslog {
                 month,
                 day,
@@ -347,6 +451,45 @@ mod tests {
         // A late December straggler after the wrap stays in 2025.
         assert_eq!(r.resolve(dec, &clock), unix(2025, 12, 31, 86_399));
         assert_eq!(r.resolve(jan, &clock), unix(2026, 1, 1, 1));
+    }
+
+    #[test]
+    fn tai64n_labels() {
+        // Checked on a real run against splogger's stamp of the same line.
+        match parse_tai64n(b"@400000006b01fd1901f7e60c") {
+            Some(LogTime::Absolute(t)) => assert!((t - 1_795_292_431.033_023).abs() < 1e-6, "{t}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_tai64n(b"@400000006b01fd1901f7e60").is_none());
+        assert!(parse_tai64n(b"@400000006b01fd19ffffffff").is_none());
+        assert!(parse_tai64n(b"@000000006b01fd1901f7e60c").is_none());
+        assert!(parse_tai64n(b"@40000000xb01fd1901f7e60c").is_none());
+    }
+
+    #[test]
+    fn unix_stamps() {
+        assert_eq!(
+            parse_unix_stamp(b"1795292431.033035"),
+            Some(LogTime::Absolute(1_795_292_431.033_035))
+        );
+        assert!(parse_unix_stamp(b"1795292431").is_none());
+        assert!(parse_unix_stamp(b"1795292431.").is_none());
+        assert!(parse_unix_stamp(b".5").is_none());
+    }
+
+    #[test]
+    fn local_datetimes_use_the_zone() {
+        let t = parse_local_datetime(b"2026-11-21 20:20:31.033023500").unwrap();
+        let clock = FixedClock(0.0);
+        let mut utc = TimeResolver::new(Zone::Fixed(0));
+        let mut cet = TimeResolver::new(Zone::Fixed(3600));
+        let expected = unix(2026, 11, 21, 73_231) + 0.033_023_5;
+        assert!((utc.resolve(t, &clock) - expected).abs() < 1e-6);
+        assert!((cet.resolve(t, &clock) - (expected - 3600.0)).abs() < 1e-6);
+        assert!(parse_local_datetime(b"2026-11-21 20:20:31").is_some());
+        assert!(parse_local_datetime(b"2026-11-21T20:20:31").is_none());
+        assert!(parse_local_datetime(b"2026-11-21 20:20:31.").is_none());
+        assert!(parse_local_datetime(b"2026-13-21 20:20:31.5").is_none());
     }
 
     #[test]

@@ -11,7 +11,20 @@
 //!
 //! Time is the log's time (the largest line time seen), so replaying an old
 //! log behaves exactly as following it live did; tests drive it directly.
+//!
+//! Where the MTA logs a delivery's result under a delivery id only (qmail:
+//! `starting delivery 7: msg 746539 to local bob@…` … `delivery 7:
+//! success: …`), the correlator also keeps per-delivery state keyed by
+//! (source, delivery id): the message, transport and recipient, so the
+//! result becomes a complete delivery with its delay (result time minus the
+//! message's arrival, as qmailanalog's matchup computes it) and attempt
+//! count. Deliveries are held in a second table with the same cap, TTL and
+//! eviction accounting. Ids that the MTA reuses retire the old state: a new
+//! message under a tracked queue id ([`Correlator::new_message`]), a new
+//! delivery under a tracked delivery id, and every delivery of a source
+//! when its queue manager exits ([`Correlator::queue_manager_exited`]).
 
+use crate::event::DeliveryStatus;
 use hashbrown::{Equivalent, HashMap};
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
@@ -32,34 +45,42 @@ struct KeyRef<'a> {
     queue_id: &'a str,
 }
 
-impl From<&KeyRef<'_>> for MessageKey {
-    fn from(key: &KeyRef<'_>) -> MessageKey {
-        MessageKey {
-            source: key.source,
-            queue_id: key.queue_id.into(),
-        }
-    }
-}
-
 impl Equivalent<MessageKey> for KeyRef<'_> {
     fn equivalent(&self, key: &MessageKey) -> bool {
         self.source == key.source && self.queue_id == &*key.queue_id
     }
 }
 
-/// Why a message's state was dropped without the message leaving the queue.
+/// Why a tracked message or delivery was dropped before its end was seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Eviction {
-    /// `--state.max-messages` was reached; the oldest message made room.
+    /// `--state.max-messages` was reached; the oldest entry made room.
     Capacity,
-    /// Not seen to leave the queue within the TTL.
+    /// Not seen to end within the TTL.
     Expired,
+    /// The MTA gave its id to a new message or delivery (qmail reuses
+    /// both): the old one's end was not seen.
+    IdReused,
+    /// The queue manager exited; deliveries it had not reported are void.
+    Restart,
+}
+
+impl Eviction {
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Eviction::Capacity => "capacity",
+            Eviction::Expired => "expired",
+            Eviction::IdReused => "id_reused",
+            Eviction::Restart => "restart",
+        }
+    }
 }
 
 /// Limits of the correlator.
 #[derive(Clone, Copy, Debug)]
 pub struct StateSettings {
-    /// Most messages tracked at once.
+    /// Most messages tracked at once (and, separately, most deliveries).
     pub max_messages: usize,
     /// Seconds (of log time) after which a message is forgotten anyway.
     pub ttl_seconds: f64,
@@ -78,16 +99,51 @@ impl Default for StateSettings {
 
 #[derive(Debug)]
 struct MessageState {
-    /// Insertion number: matches exactly one entry of `order`.
-    seq: u64,
-    /// Index of the metric group (the source's `mta`) for the queue gauge.
-    group: u8,
-    first_seen: f64,
-    /// Seen entering the queue (so `first_seen` is its arrival).
+    /// Seen entering the queue (so the entry's creation time is its arrival).
     received: bool,
     envelope_seen: bool,
     /// Deferred attempts so far, per recipient (by address hash).
     deferrals: Vec<(u64, u32)>,
+}
+
+impl MessageState {
+    fn new() -> MessageState {
+        MessageState {
+            received: false,
+            envelope_seen: false,
+            deferrals: Vec::new(),
+        }
+    }
+
+    /// Records an attempt for the recipient with address hash `hash`; for a
+    /// final outcome returns the number of attempts it took.
+    fn attempt(&mut self, hash: u64, deferred: bool) -> Option<u32> {
+        let slot = self.deferrals.iter().position(|(h, _)| *h == hash);
+        if deferred {
+            match slot {
+                Some(i) => self.deferrals[i].1 += 1,
+                None => self.deferrals.push((hash, 1)),
+            }
+            None
+        } else {
+            let previous = slot.map_or(0, |i| self.deferrals.swap_remove(i).1);
+            Some(previous + 1)
+        }
+    }
+}
+
+/// Identifies a delivery: the source and the MTA's delivery id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct DeliveryKey {
+    source: u32,
+    delivery_id: u64,
+}
+
+#[derive(Debug)]
+struct DeliveryState {
+    queue_id: Box<str>,
+    transport: &'static str,
+    recipient_hash: u64,
 }
 
 /// What happened when a message left the queue.
@@ -97,89 +153,81 @@ pub struct Departure {
     pub queue_seconds: Option<f64>,
 }
 
-/// Joins lines of one message by queue id. See the module docs.
+/// A delivery whose result was logged under its delivery id, completed
+/// from the state kept at its start.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FinishedDelivery {
+    pub transport: &'static str,
+    /// Seconds from the message's arrival to this result, if the arrival
+    /// was seen.
+    pub delay: Option<f64>,
+    /// For a final outcome (sent, bounced): attempts for this recipient.
+    pub attempts: Option<u32>,
+}
+
+/// One tracked entry: its insertion number (matches exactly one entry of
+/// the order queue), its creation time, its metric group and its state.
 #[derive(Debug)]
-pub struct Correlator {
-    settings: StateSettings,
-    messages: HashMap<MessageKey, MessageState>,
-    /// Insertion order (seq, first_seen, key) for oldest-first eviction;
-    /// entries whose message is gone are skipped lazily and compacted.
-    order: VecDeque<(u64, f64, MessageKey)>,
+struct Entry<V> {
+    seq: u64,
+    created: f64,
+    group: u8,
+    value: V,
+}
+
+/// A capped, expiring map in insertion order: the storage of both messages
+/// and deliveries.
+#[derive(Debug)]
+struct Table<K, V> {
+    map: HashMap<K, Entry<V>>,
+    /// Insertion order (seq, created, key) for oldest-first eviction;
+    /// entries whose key is gone are skipped lazily and compacted.
+    order: VecDeque<(u64, f64, K)>,
     next_seq: u64,
-    now: f64,
     group_counts: Vec<usize>,
     evicted: Vec<(Eviction, u64)>,
 }
 
-impl Correlator {
-    pub fn new(settings: StateSettings) -> Correlator {
-        Correlator {
-            settings: StateSettings {
-                max_messages: settings.max_messages.max(1),
-                ..settings
-            },
-            messages: HashMap::new(),
+impl<K: Hash + Eq + Clone, V> Table<K, V> {
+    fn new() -> Table<K, V> {
+        Table {
+            map: HashMap::new(),
             order: VecDeque::new(),
             next_seq: 0,
-            now: f64::MIN,
             group_counts: Vec::new(),
             evicted: Vec::new(),
         }
     }
 
-    /// Messages tracked now.
-    pub fn len(&self) -> usize {
-        self.messages.len()
+    fn len(&self) -> usize {
+        self.map.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
+    fn is_front_live(&self) -> bool {
+        self.order
+            .front()
+            .is_some_and(|(seq, _, key)| self.map.get(key).is_some_and(|e| e.seq == *seq))
     }
 
-    /// Messages tracked now in `group`.
-    pub fn count_in_group(&self, group: u8) -> usize {
-        self.group_counts
-            .get(usize::from(group))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Evictions since the last call, by reason.
-    pub fn take_evictions(&mut self) -> Vec<(Eviction, u64)> {
-        std::mem::take(&mut self.evicted)
-    }
-
-    /// Advances log time to `time` and expires messages older than the TTL.
-    pub fn advance(&mut self, time: f64) {
-        if time <= self.now {
-            return;
-        }
-        self.now = time;
-        let horizon = time - self.settings.ttl_seconds;
-        while let Some((seq, first_seen, _)) = self.order.front() {
-            let (seq, first_seen) = (*seq, *first_seen);
-            if !self.is_live(seq) {
+    /// Evicts entries created before `horizon`, oldest first.
+    fn expire(&mut self, horizon: f64) {
+        while let Some((_, created, _)) = self.order.front() {
+            let created = *created;
+            if !self.is_front_live() {
                 self.order.pop_front();
                 continue;
             }
-            if first_seen >= horizon {
+            if created >= horizon {
                 break;
             }
             self.evict_front(Eviction::Expired);
         }
     }
 
-    fn is_live(&self, seq: u64) -> bool {
-        self.order
-            .front()
-            .and_then(|(_, _, key)| self.messages.get(key))
-            .is_some_and(|m| m.seq == seq)
-    }
-
     fn evict_front(&mut self, reason: Eviction) {
         if let Some((_, _, key)) = self.order.pop_front() {
-            if let Some(state) = self.messages.remove(&key) {
-                self.uncount(state.group);
+            if let Some(entry) = self.map.remove(&key) {
+                self.uncount(entry.group);
                 self.record_eviction(reason);
             }
         }
@@ -198,78 +246,213 @@ impl Correlator {
         }
     }
 
-    /// The state of a message, created (at `time`) if unknown.
-    fn entry(&mut self, source: u32, queue_id: &str, group: u8, time: f64) -> &mut MessageState {
-        self.advance(time);
-        let probe = KeyRef { source, queue_id };
-        if !self.messages.contains_key(&probe) {
-            self.make_room();
-        }
-        let order = &mut self.order;
-        let next_seq = &mut self.next_seq;
-        let group_counts = &mut self.group_counts;
-        self.messages.entry_ref(&probe).or_insert_with(|| {
-            let seq = *next_seq;
-            *next_seq += 1;
-            order.push_back((seq, time, MessageKey::from(&probe)));
-            let g = usize::from(group);
-            if group_counts.len() <= g {
-                group_counts.resize(g + 1, 0);
-            }
-            group_counts[g] += 1;
-            MessageState {
-                seq,
-                group,
-                first_seen: time,
-                received: false,
-                envelope_seen: false,
-                deferrals: Vec::new(),
-            }
-        })
+    fn count_in_group(&self, group: u8) -> usize {
+        self.group_counts
+            .get(usize::from(group))
+            .copied()
+            .unwrap_or(0)
     }
 
-    /// Evicts the oldest messages until one more fits.
-    fn make_room(&mut self) {
-        while self.messages.len() >= self.settings.max_messages {
-            let Some((seq, _, _)) = self.order.front() else {
+    fn get_mut<Q: Hash + Equivalent<K> + ?Sized>(&mut self, key: &Q) -> Option<&mut Entry<V>> {
+        self.map.get_mut(key)
+    }
+
+    fn contains<Q: Hash + Equivalent<K> + ?Sized>(&self, key: &Q) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// Inserts a new entry (the key must not be present), evicting the
+    /// oldest entries while the table is at `cap`.
+    fn insert(&mut self, key: K, group: u8, time: f64, value: V, cap: usize) -> &mut Entry<V> {
+        while self.map.len() >= cap {
+            if self.order.is_empty() {
                 break;
-            };
-            let seq = *seq;
-            if self.is_live(seq) {
+            }
+            if self.is_front_live() {
                 self.evict_front(Eviction::Capacity);
             } else {
                 self.order.pop_front();
             }
         }
         self.compact_order();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.order.push_back((seq, time, key.clone()));
+        let g = usize::from(group);
+        if self.group_counts.len() <= g {
+            self.group_counts.resize(g + 1, 0);
+        }
+        self.group_counts[g] += 1;
+        self.map
+            .entry(key)
+            .insert(Entry {
+                seq,
+                created: time,
+                group,
+                value,
+            })
+            .into_mut()
     }
 
-    /// Drops queue entries of messages already gone once they outnumber
-    /// live ones, so the queue stays proportional to the tracked messages.
-    fn compact_order(&mut self) {
-        if self.order.len() > 2 * self.messages.len() + 1024 {
-            let messages = &self.messages;
-            self.order
-                .retain(|(seq, _, key)| messages.get(key).is_some_and(|m| m.seq == *seq));
+    /// Removes an entry that ended normally.
+    fn remove<Q: Hash + Equivalent<K> + ?Sized>(&mut self, key: &Q) -> Option<Entry<V>> {
+        let entry = self.map.remove(key)?;
+        self.uncount(entry.group);
+        Some(entry)
+    }
+
+    /// Drops an entry whose end was not seen, counting it under `reason`.
+    fn retire<Q: Hash + Equivalent<K> + ?Sized>(&mut self, key: &Q, reason: Eviction) {
+        if self.remove(key).is_some() {
+            self.record_eviction(reason);
         }
+    }
+
+    /// Drops every entry whose key matches, counting them under `reason`.
+    fn retire_where(&mut self, mut matches: impl FnMut(&K) -> bool, reason: Eviction) {
+        let mut dropped: Vec<u8> = Vec::new();
+        self.map.retain(|k, e| {
+            if matches(k) {
+                dropped.push(e.group);
+                false
+            } else {
+                true
+            }
+        });
+        for group in dropped {
+            self.uncount(group);
+            self.record_eviction(reason);
+        }
+    }
+
+    /// Drops order entries of keys already gone once they outnumber live
+    /// ones, so the queue stays proportional to the tracked entries.
+    fn compact_order(&mut self) {
+        if self.order.len() > 2 * self.map.len() + 1024 {
+            let map = &self.map;
+            self.order
+                .retain(|(seq, _, key)| map.get(key).is_some_and(|e| e.seq == *seq));
+        }
+    }
+}
+
+/// Joins lines of one message by queue id. See the module docs.
+#[derive(Debug)]
+pub struct Correlator {
+    settings: StateSettings,
+    messages: Table<MessageKey, MessageState>,
+    deliveries: Table<DeliveryKey, DeliveryState>,
+    now: f64,
+}
+
+impl Correlator {
+    pub fn new(settings: StateSettings) -> Correlator {
+        Correlator {
+            settings: StateSettings {
+                max_messages: settings.max_messages.max(1),
+                ..settings
+            },
+            messages: Table::new(),
+            deliveries: Table::new(),
+            now: f64::MIN,
+        }
+    }
+
+    /// Messages tracked now.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.len() == 0
+    }
+
+    /// Deliveries tracked now (started, result not yet seen).
+    pub fn deliveries_len(&self) -> usize {
+        self.deliveries.len()
+    }
+
+    /// Messages tracked now in `group`.
+    pub fn count_in_group(&self, group: u8) -> usize {
+        self.messages.count_in_group(group)
+    }
+
+    /// Message evictions since the last call, by reason.
+    pub fn take_evictions(&mut self) -> Vec<(Eviction, u64)> {
+        std::mem::take(&mut self.messages.evicted)
+    }
+
+    /// Delivery evictions since the last call, by reason.
+    pub fn take_delivery_evictions(&mut self) -> Vec<(Eviction, u64)> {
+        std::mem::take(&mut self.deliveries.evicted)
+    }
+
+    /// Advances log time to `time` and expires entries older than the TTL.
+    pub fn advance(&mut self, time: f64) {
+        if time <= self.now {
+            return;
+        }
+        self.now = time;
+        let horizon = time - self.settings.ttl_seconds;
+        self.messages.expire(horizon);
+        self.deliveries.expire(horizon);
+    }
+
+    /// The state of a message, created (at `time`) if unknown.
+    fn entry(
+        &mut self,
+        source: u32,
+        queue_id: &str,
+        group: u8,
+        time: f64,
+    ) -> &mut Entry<MessageState> {
+        self.advance(time);
+        let probe = KeyRef { source, queue_id };
+        if !self.messages.contains(&probe) {
+            let key = MessageKey {
+                source,
+                queue_id: queue_id.into(),
+            };
+            return self.messages.insert(
+                key,
+                group,
+                time,
+                MessageState::new(),
+                self.settings.max_messages,
+            );
+        }
+        // The key is present.
+        self.messages
+            .get_mut(&probe)
+            .unwrap_or_else(|| unreachable!("message state present after check"))
     }
 
     /// A message entered the queue. True the first time for this queue id.
     pub fn received(&mut self, source: u32, queue_id: &str, group: u8, time: f64) -> bool {
-        let state = self.entry(source, queue_id, group, time);
-        if state.received {
+        let entry = self.entry(source, queue_id, group, time);
+        if entry.value.received {
             return false;
         }
-        state.received = true;
-        state.first_seen = state.first_seen.min(time);
+        entry.value.received = true;
+        entry.created = entry.created.min(time);
         true
+    }
+
+    /// A new message took `queue_id`: state still held under it belonged to
+    /// an earlier message (its end was not seen) and is retired; the new
+    /// message's arrival is `time`.
+    pub fn new_message(&mut self, source: u32, queue_id: &str, group: u8, time: f64) {
+        self.advance(time);
+        self.messages
+            .retire(&KeyRef { source, queue_id }, Eviction::IdReused);
+        self.entry(source, queue_id, group, time).value.received = true;
     }
 
     /// The queue manager logged the envelope. True the first time, so size
     /// and recipient count are observed once per message.
     pub fn envelope(&mut self, source: u32, queue_id: &str, group: u8, time: f64) -> bool {
-        let state = self.entry(source, queue_id, group, time);
-        !std::mem::replace(&mut state.envelope_seen, true)
+        let entry = self.entry(source, queue_id, group, time);
+        !std::mem::replace(&mut entry.value.envelope_seen, true)
     }
 
     /// A delivery attempt for `recipient` ended. For a final outcome
@@ -284,28 +467,89 @@ impl Correlator {
         time: f64,
     ) -> Option<u32> {
         let hash = address_hash(recipient);
-        let state = self.entry(source, queue_id, group, time);
-        let slot = state.deferrals.iter().position(|(h, _)| *h == hash);
-        if deferred {
-            match slot {
-                Some(i) => state.deferrals[i].1 += 1,
-                None => state.deferrals.push((hash, 1)),
-            }
-            None
-        } else {
-            let previous = slot.map_or(0, |i| state.deferrals.swap_remove(i).1);
-            Some(previous + 1)
-        }
+        self.entry(source, queue_id, group, time)
+            .value
+            .attempt(hash, deferred)
+    }
+
+    /// A delivery attempt started under `delivery_id`. A delivery still
+    /// tracked under that id (its result was not seen) is retired.
+    #[allow(clippy::too_many_arguments)] // one plain value per fact of the line
+    pub fn delivery_started(
+        &mut self,
+        source: u32,
+        delivery_id: u64,
+        queue_id: &str,
+        group: u8,
+        transport: &'static str,
+        recipient: &str,
+        time: f64,
+    ) {
+        self.advance(time);
+        let key = DeliveryKey {
+            source,
+            delivery_id,
+        };
+        self.deliveries.retire(&key, Eviction::IdReused);
+        let state = DeliveryState {
+            queue_id: queue_id.into(),
+            transport,
+            recipient_hash: address_hash(recipient),
+        };
+        self.deliveries
+            .insert(key, group, time, state, self.settings.max_messages);
+    }
+
+    /// The attempt started under `delivery_id` ended with `status`. `None`
+    /// if its start was not seen (or was evicted).
+    pub fn delivery_finished(
+        &mut self,
+        source: u32,
+        delivery_id: u64,
+        status: DeliveryStatus,
+        time: f64,
+    ) -> Option<FinishedDelivery> {
+        self.advance(time);
+        let Entry {
+            group,
+            value: delivery,
+            ..
+        } = self.deliveries.remove(&DeliveryKey {
+            source,
+            delivery_id,
+        })?;
+        let message = self.entry(source, &delivery.queue_id, group, time);
+        let delay = message
+            .value
+            .received
+            .then(|| (time - message.created).max(0.0));
+        let attempts = message
+            .value
+            .attempt(delivery.recipient_hash, status == DeliveryStatus::Deferred);
+        Some(FinishedDelivery {
+            transport: delivery.transport,
+            delay,
+            attempts,
+        })
+    }
+
+    /// The queue manager of `source` exited: every delivery it had not
+    /// reported is void (delivery ids start again at 1).
+    pub fn queue_manager_exited(&mut self, source: u32) {
+        self.deliveries
+            .retire_where(|k| k.source == source, Eviction::Restart);
     }
 
     /// The message left the queue; its state is dropped. `None` if the
     /// message was not tracked.
     pub fn removed(&mut self, source: u32, queue_id: &str, time: f64) -> Option<Departure> {
         self.advance(time);
-        let state = self.messages.remove(&KeyRef { source, queue_id })?;
-        self.uncount(state.group);
+        let entry = self.messages.remove(&KeyRef { source, queue_id })?;
         Some(Departure {
-            queue_seconds: state.received.then(|| (time - state.first_seen).max(0.0)),
+            queue_seconds: entry
+                .value
+                .received
+                .then(|| (time - entry.created).max(0.0)),
         })
     }
 }
@@ -390,7 +634,117 @@ mod tests {
             c.received(0, &id, 0, f64::from(i));
             c.removed(0, &id, f64::from(i));
         }
-        assert!(c.order.len() <= 2 * c.len() + 1025, "{}", c.order.len());
+        assert!(
+            c.messages.order.len() <= 2 * c.len() + 1025,
+            "{}",
+            c.messages.order.len()
+        );
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn delivery_ids_join_result_to_message_with_delay_and_attempts() {
+        let mut c = small(10, 1000.0);
+        c.new_message(0, "746539", 1, 100.0);
+        c.delivery_started(0, 1, "746539", 1, "local", "bob@x", 100.5);
+        c.delivery_started(0, 2, "746539", 1, "remote", "fiona@y", 100.5);
+        assert_eq!(c.deliveries_len(), 2);
+        assert_eq!(
+            c.delivery_finished(0, 2, DeliveryStatus::Deferred, 103.0),
+            Some(FinishedDelivery {
+                transport: "remote",
+                delay: Some(3.0),
+                attempts: None
+            })
+        );
+        assert_eq!(
+            c.delivery_finished(0, 1, DeliveryStatus::Sent, 101.0),
+            Some(FinishedDelivery {
+                transport: "local",
+                delay: Some(1.0),
+                attempts: Some(1)
+            })
+        );
+        // The result of an unknown delivery id.
+        assert_eq!(c.delivery_finished(0, 1, DeliveryStatus::Sent, 101.0), None);
+        c.delivery_started(0, 3, "746539", 1, "remote", "fiona@y", 200.0);
+        let f = c.delivery_finished(0, 3, DeliveryStatus::Bounced, 210.0);
+        assert_eq!(f.and_then(|f| f.attempts), Some(2));
+        assert_eq!(c.count_in_group(1), 1);
+        assert_eq!(
+            c.removed(0, "746539", 211.0),
+            Some(Departure {
+                queue_seconds: Some(111.0)
+            })
+        );
+        assert_eq!(c.deliveries_len(), 0);
+    }
+
+    #[test]
+    fn reused_message_id_never_inherits_old_state() {
+        let mut c = small(10, 1000.0);
+        c.new_message(0, "53", 0, 10.0);
+        c.delivery_started(0, 1, "53", 0, "local", "me@d", 10.0);
+        c.delivery_finished(0, 1, DeliveryStatus::Deferred, 11.0);
+        // `end msg 53` was lost; the inode is reused by a new message.
+        c.new_message(0, "53", 0, 50.0);
+        assert_eq!(c.take_evictions(), vec![(Eviction::IdReused, 1)]);
+        c.delivery_started(0, 2, "53", 0, "local", "me@d", 51.0);
+        let f = c.delivery_finished(0, 2, DeliveryStatus::Sent, 52.0);
+        assert_eq!(
+            f,
+            Some(FinishedDelivery {
+                transport: "local",
+                delay: Some(2.0),
+                attempts: Some(1)
+            })
+        );
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn restart_voids_deliveries_of_that_source_only_and_keeps_messages() {
+        let mut c = small(10, 1000.0);
+        c.new_message(0, "7", 0, 0.0);
+        c.new_message(1, "7", 0, 0.0);
+        c.delivery_started(0, 1, "7", 0, "remote", "a@x", 1.0);
+        c.delivery_finished(0, 1, DeliveryStatus::Deferred, 2.0);
+        c.delivery_started(0, 2, "7", 0, "remote", "b@x", 3.0);
+        c.delivery_started(1, 2, "7", 0, "remote", "b@x", 3.0);
+        c.queue_manager_exited(0);
+        assert_eq!(c.take_delivery_evictions(), vec![(Eviction::Restart, 1)]);
+        assert_eq!(c.delivery_finished(0, 2, DeliveryStatus::Sent, 4.0), None);
+        assert!(c
+            .delivery_finished(1, 2, DeliveryStatus::Sent, 4.0)
+            .is_some());
+        // After the restart, delivery 1 is a new delivery of the same
+        // queued message: its earlier deferral still counts.
+        c.delivery_started(0, 1, "7", 0, "remote", "a@x", 5.0);
+        let f = c.delivery_finished(0, 1, DeliveryStatus::Bounced, 6.0);
+        assert_eq!(f.and_then(|f| f.attempts), Some(2));
+        assert_eq!(f.and_then(|f| f.delay), Some(6.0));
+    }
+
+    #[test]
+    fn reused_delivery_id_retires_the_unfinished_one() {
+        let mut c = small(10, 1000.0);
+        c.delivery_started(0, 5, "1", 0, "local", "a@x", 1.0);
+        c.delivery_started(0, 5, "2", 0, "remote", "b@x", 2.0);
+        assert_eq!(c.take_delivery_evictions(), vec![(Eviction::IdReused, 1)]);
+        let f = c.delivery_finished(0, 5, DeliveryStatus::Sent, 3.0);
+        assert_eq!(f.map(|f| f.transport), Some("remote"));
+    }
+
+    #[test]
+    fn deliveries_are_capped_and_expire() {
+        let mut c = small(2, 60.0);
+        for id in 1..=3 {
+            c.delivery_started(0, id, "1", 0, "local", "a@x", id as f64);
+        }
+        assert_eq!(c.deliveries_len(), 2);
+        assert_eq!(c.take_delivery_evictions(), vec![(Eviction::Capacity, 1)]);
+        c.advance(100.0);
+        assert_eq!(c.deliveries_len(), 0);
+        assert_eq!(c.take_delivery_evictions(), vec![(Eviction::Expired, 2)]);
     }
 }

@@ -6,5 +6,6 @@
 
 mod golden;
 mod postfix_coverage;
+mod postfix_live;
 mod process;
 mod support;

@@ -4,6 +4,7 @@
 // allows in unit tests).
 #![allow(clippy::unwrap_used)]
 
+mod bounded_state;
 mod golden;
 mod postfix_coverage;
 mod postfix_live;

@@ -110,6 +110,16 @@ enum Command {
         /// Longest line accepted; longer lines are skipped and counted.
         #[arg(long = "log.max-line-bytes", value_name = "BYTES", default_value_t = 1 << 20)]
         max_line_bytes: usize,
+        /// Most messages tracked at once by the per-message correlator.
+        #[arg(
+            long = "state.max-messages",
+            value_name = "N",
+            default_value_t = 100_000
+        )]
+        max_messages: usize,
+        /// Forget a tracked message this long (of log time) after it was first seen.
+        #[arg(long = "state.ttl", value_name = "DURATION", default_value = "6d", value_parser = parse_duration)]
+        state_ttl: Duration,
         /// Files to read; `-` reads standard input.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -265,7 +275,12 @@ fn serve(settings: DaemonSettings) -> Result<()> {
     Ok(())
 }
 
-fn replay(format: &str, max_line_bytes: usize, files: &[PathBuf]) -> Result<()> {
+fn replay(
+    format: &str,
+    max_line_bytes: usize,
+    state: StateSettings,
+    files: &[PathBuf],
+) -> Result<()> {
     let format = parse_format(format)?;
     let metrics = Arc::new(Metrics::new(&BuildInfo::CURRENT));
     let specs: Vec<SourceSpec> = files
@@ -278,7 +293,7 @@ fn replay(format: &str, max_line_bytes: usize, files: &[PathBuf]) -> Result<()> 
     let mut pipeline = Pipeline::new(
         metrics.clone(),
         &specs,
-        StateSettings::default(),
+        state,
         Zone::Local,
         Box::new(SystemClock),
     );
@@ -309,10 +324,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Replay {
             format,
             max_line_bytes,
+            max_messages,
+            state_ttl,
             files,
         }) => {
             init_logging("warn");
-            replay(&format, max_line_bytes, &files)?;
+            let state = StateSettings {
+                max_messages,
+                ttl_seconds: state_ttl.as_secs_f64(),
+            };
+            replay(&format, max_line_bytes, state, &files)?;
         }
         Some(Command::Demo {
             lines_per_second,

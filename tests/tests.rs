@@ -4,10 +4,12 @@
 // allows in unit tests).
 #![allow(clippy::unwrap_used)]
 
+mod bounded_state;
 mod dashboards;
 mod fuzz;
 mod golden;
 mod postfix_coverage;
+mod postfix_live;
 mod process;
 mod qmail;
 mod rotation;

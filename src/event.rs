@@ -293,6 +293,16 @@ pub enum Event<'a> {
     MessageExpired { queue_id: &'a str },
     /// The message left the queue.
     MessageRemoved { queue_id: &'a str },
+    /// The message left the queue after its last delivery (Exim
+    /// `Completed`), with the queue time the MTA logged (`QT=` of
+    /// `queue_time_overall`), if it did.
+    MessageCompleted {
+        queue_id: &'a str,
+        queue_seconds: Option<f64>,
+    },
+    /// Delivery of the message was suspended until an administrator or a
+    /// timer thaws it (Exim `Frozen`).
+    MessageFrozen { queue_id: &'a str },
     /// The MTA generated a notification (bounce, delay warning, DSN success).
     BounceNotification { kind: BounceKind },
     /// The MTA discarded a bounce it could not deliver either (qmail
@@ -350,6 +360,7 @@ pub enum Event<'a> {
     Lifecycle(Lifecycle),
 }
 
-/// The events of one line. Almost every line yields at most two, so they
-/// live inline, without allocation.
-pub type Events<'a> = SmallVec<[Event<'a>; 2]>;
+/// The events of one line. Almost every line yields at most three (an Exim
+/// arrival over TLS: received, envelope, TLS session), so they live inline,
+/// without allocation.
+pub type Events<'a> = SmallVec<[Event<'a>; 3]>;

@@ -387,16 +387,37 @@ impl Pipeline {
                         }
                     }
                 }
+                // Where the MTA logs no delay (Exim without `QT=`), it is
+                // the time since the message's arrival, if that was seen.
+                let delay = d
+                    .delay
+                    .or_else(|| self.correlator.since_arrival(source, d.queue_id, time));
                 let handles = self.delivery_handles(group, d.transport, d.status);
                 handles.count.inc();
-                if let Some(delay) = d.delay {
+                if let Some(delay) = delay {
                     handles.delay.observe(delay);
                 }
                 if let Some(n) = attempts {
                     handles.attempts.observe(f64::from(n));
                 }
             }
-            Event::MessageExpired { .. } => self.mta_handles(group).expired.inc(),
+            Event::MessageExpired { queue_id } => {
+                if self.correlator.expired(source, queue_id) {
+                    self.mta_handles(group).expired.inc();
+                }
+            }
+            Event::MessageCompleted {
+                queue_id,
+                queue_seconds,
+            } => {
+                self.mta_handles(group).removed.inc();
+                let departure = self.correlator.removed(source, queue_id, time);
+                let seconds = queue_seconds.or(departure.and_then(|d| d.queue_seconds));
+                if let Some(seconds) = seconds {
+                    self.mta_handles(group).queue_time.observe(seconds);
+                }
+            }
+            Event::MessageFrozen { .. } => self.metrics.message_frozen(mta),
             Event::MessageRemoved { queue_id } => {
                 self.mta_handles(group).removed.inc();
                 if let Some(departure) = self.correlator.removed(source, queue_id, time) {

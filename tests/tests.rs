@@ -6,6 +6,7 @@
 
 mod bounded_state;
 mod dashboards;
+mod exim_sendmail;
 mod fuzz;
 mod golden;
 mod postfix_coverage;

@@ -59,6 +59,10 @@ pub const ATTEMPT_BUCKETS: [f64; 9] = [1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0, 20.0,
 /// exists at zero (for the others it would be a counter that never moves).
 const MTAS_DISCARDING_BOUNCES: [&str; 1] = ["qmail"];
 
+/// MTAs that freeze messages: their `mail_messages_frozen_total` exists at
+/// zero.
+const MTAS_FREEZING: [&str; 1] = ["exim"];
+
 /// All metrics of the exporter.
 pub struct Metrics {
     registry: Registry,
@@ -110,6 +114,8 @@ pub struct Metrics {
     bounce_notifications: IntCounterVec,
     /// Bounces discarded because they could not be delivered either.
     bounces_discarded: IntCounterVec,
+    /// Messages whose delivery was suspended (Exim frozen messages).
+    messages_frozen: IntCounterVec,
     /// Warning, error, fatal and panic lines logged by the MTA's daemons.
     daemon_problems: IntCounterVec,
     /// Start, reload and stop of the mail system.
@@ -252,6 +258,7 @@ impl Metrics {
             spam_verdicts: counter(&r, "mail_spam_verdicts_total", "Anti-spam decisions by filter, verdict (allowed, denied) and reason.", &["filter", "verdict", "reason"]),
             bounce_notifications: counter(&r, "mail_bounce_notifications_total", "Notifications the MTA generated (non_delivery, delay, success).", &["mta", "kind"]),
             bounces_discarded: counter(&r, "mail_bounces_discarded_total", "Bounces the MTA discarded because they could not be delivered either (qmail triple bounce).", &["mta"]),
+            messages_frozen: counter(&r, "mail_messages_frozen_total", "Messages whose delivery the MTA suspended until an administrator or a timer thaws them (Exim: Frozen).", &["mta"]),
             daemon_problems: counter(&r, "mail_daemon_log_messages_total", "Warning, error, fatal and panic lines logged by the MTA's daemons.", &["mta", "daemon", "severity"]),
             lifecycle: counter(&r, "mail_system_lifecycle_events_total", "Start, reload and stop of the mail system.", &["mta", "event"]),
             lines: counter(&r, "maillog_lines_total", "Log lines read, by source, format and result (parsed, ignored: another program's line, unparsed: not understood).", &["source", "format", "result"]),
@@ -362,6 +369,9 @@ impl Metrics {
         }
         if MTAS_DISCARDING_BOUNCES.contains(&mta) {
             self.bounces_discarded.with_label_values(&[mta]);
+        }
+        if MTAS_FREEZING.contains(&mta) {
+            self.messages_frozen.with_label_values(&[mta]);
         }
     }
 
@@ -542,6 +552,10 @@ impl Metrics {
 
     pub fn bounce_discarded(&self, mta: &str) {
         self.bounces_discarded.with_label_values(&[mta]).inc();
+    }
+
+    pub fn message_frozen(&self, mta: &str) {
+        self.messages_frozen.with_label_values(&[mta]).inc();
     }
 
     /// Gauge handles (active deliveries, concurrency limit) of one

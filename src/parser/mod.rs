@@ -9,8 +9,10 @@
 //!
 //! [`Format`] names the formats, detects them from content and dispatches.
 
+pub mod exim;
 pub mod postfix;
 pub mod qmail;
+pub mod sendmail;
 pub mod time;
 
 use crate::event::Events;
@@ -58,17 +60,28 @@ pub enum Format {
     /// qmail-send, tcpserver and rblsmtpd via multilog, splogger or
     /// `tai64nlocal`.
     Qmail,
+    /// Exim's mainlog, rejectlog and paniclog, in its own files or syslog.
+    Exim,
+    /// Sendmail (`sendmail`, `sm-mta`) via syslog.
+    Sendmail,
 }
 
 impl Format {
     /// Every format, in detection order.
-    pub const ALL: [Format; 2] = [Format::Postfix, Format::Qmail];
+    pub const ALL: [Format; 4] = [
+        Format::Postfix,
+        Format::Qmail,
+        Format::Exim,
+        Format::Sendmail,
+    ];
 
     /// The name used by `--log.format` and the `format` label.
     pub fn name(self) -> &'static str {
         match self {
             Format::Postfix => "postfix",
             Format::Qmail => "qmail",
+            Format::Exim => "exim",
+            Format::Sendmail => "sendmail",
         }
     }
 
@@ -77,6 +90,8 @@ impl Format {
         match self {
             Format::Postfix => "postfix",
             Format::Qmail => "qmail",
+            Format::Exim => "exim",
+            Format::Sendmail => "sendmail",
         }
     }
 
@@ -97,6 +112,8 @@ impl Format {
         match self {
             Format::Postfix => postfix::parse(line),
             Format::Qmail => qmail::parse(line),
+            Format::Exim => exim::parse(line),
+            Format::Sendmail => sendmail::parse(line),
         }
     }
 
@@ -106,6 +123,8 @@ impl Format {
         match self {
             Format::Postfix => postfix::recognizes(line),
             Format::Qmail => qmail::recognizes(line),
+            Format::Exim => exim::recognizes(line),
+            Format::Sendmail => sendmail::recognizes(line),
         }
     }
 

@@ -297,7 +297,7 @@ fn sasl_failure(rest: &[u8]) -> Option<&'static str> {
     Some(sasl_mechanism(&after[..space]))
 }
 
-fn sasl_mechanism(name: &[u8]) -> &'static str {
+pub(crate) fn sasl_mechanism(name: &[u8]) -> &'static str {
     const KNOWN: [&str; 11] = [
         "PLAIN",
         "LOGIN",

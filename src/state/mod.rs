@@ -102,6 +102,8 @@ struct MessageState {
     /// Seen entering the queue (so the entry's creation time is its arrival).
     received: bool,
     envelope_seen: bool,
+    /// Its expiry was counted (Exim logs one per recipient).
+    expired_seen: bool,
     /// Deferred attempts so far, per recipient (by address hash).
     deferrals: Vec<(u64, u32)>,
 }
@@ -111,6 +113,7 @@ impl MessageState {
         MessageState {
             received: false,
             envelope_seen: false,
+            expired_seen: false,
             deferrals: Vec::new(),
         }
     }
@@ -470,6 +473,26 @@ impl Correlator {
         self.entry(source, queue_id, group, time)
             .value
             .attempt(hash, deferred)
+    }
+
+    /// Seconds from the arrival of a tracked message to `time`; `None` if
+    /// its arrival was not seen. Creates nothing.
+    pub fn since_arrival(&self, source: u32, queue_id: &str, time: f64) -> Option<f64> {
+        let entry = self.messages.map.get(&KeyRef { source, queue_id })?;
+        entry
+            .value
+            .received
+            .then(|| (time - entry.created).max(0.0))
+    }
+
+    /// The message expired. True unless its expiry was already counted,
+    /// so a message is counted once however many recipients expired (an
+    /// untracked message is counted each time: nothing remembers it).
+    pub fn expired(&mut self, source: u32, queue_id: &str) -> bool {
+        match self.messages.get_mut(&KeyRef { source, queue_id }) {
+            Some(entry) => !std::mem::replace(&mut entry.value.expired_seen, true),
+            None => true,
+        }
     }
 
     /// A delivery attempt started under `delivery_id`. A delivery still

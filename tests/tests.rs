@@ -6,6 +6,7 @@
 
 mod bounded_state;
 mod dashboards;
+mod exim_live;
 mod exim_sendmail;
 mod fuzz;
 mod golden;

@@ -104,6 +104,10 @@ struct MessageState {
     envelope_seen: bool,
     /// Deferred attempts so far, per recipient (by address hash).
     deferrals: Vec<(u64, u32)>,
+    /// Recipients enqueued (Messaging Server `E` records) and those of
+    /// them still waiting for a final outcome.
+    enqueued: u32,
+    pending: u32,
 }
 
 impl MessageState {
@@ -112,6 +116,8 @@ impl MessageState {
             received: false,
             envelope_seen: false,
             deferrals: Vec::new(),
+            enqueued: 0,
+            pending: 0,
         }
     }
 
@@ -151,6 +157,27 @@ struct DeliveryState {
 pub struct Departure {
     /// Seconds from arrival to removal, if the arrival was seen.
     pub queue_seconds: Option<f64>,
+}
+
+/// What the correlator knows about a delivery attempt of an enqueued
+/// recipient ([`Correlator::dequeued`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dequeued {
+    /// Seconds from the message's first enqueue, if it was seen.
+    pub delay: Option<f64>,
+    /// For a final outcome: 1 + the deferrals seen for this recipient.
+    pub attempts: Option<u32>,
+    /// The message's last enqueued recipient is done: it left the queue.
+    pub departure: Option<EnqueuedDeparture>,
+}
+
+/// A message whose enqueued recipients are all done.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EnqueuedDeparture {
+    /// Seconds from its first enqueue to its last final outcome.
+    pub queue_seconds: f64,
+    /// Recipients enqueued (records seen).
+    pub recipients: u32,
 }
 
 /// A delivery whose result was logged under its delivery id, completed
@@ -540,6 +567,80 @@ impl Correlator {
             .retire_where(|k| k.source == source, Eviction::Restart);
     }
 
+    /// A recipient of a message was enqueued (Messaging Server `E`). True
+    /// the first time for this message: count it received once however
+    /// many recipients and queue files it has.
+    pub fn enqueued(&mut self, source: u32, message: &str, group: u8, time: f64) -> bool {
+        let entry = self.entry(source, message, group, time);
+        let state = &mut entry.value;
+        state.enqueued = state.enqueued.saturating_add(1);
+        state.pending = state.pending.saturating_add(1);
+        if state.received {
+            return false;
+        }
+        state.received = true;
+        entry.created = entry.created.min(time);
+        true
+    }
+
+    /// A delivery attempt of an enqueued recipient ended. A final outcome
+    /// completes the recipient; when it was the message's last one, the
+    /// message leaves the queue and its state is dropped. A final outcome
+    /// of a message never seen creates no state.
+    #[allow(clippy::too_many_arguments)] // one plain value per fact of the record
+    pub fn dequeued(
+        &mut self,
+        source: u32,
+        message: &str,
+        group: u8,
+        recipient: &str,
+        status: DeliveryStatus,
+        time: f64,
+    ) -> Dequeued {
+        self.advance(time);
+        let deferred = status == DeliveryStatus::Deferred;
+        let probe = KeyRef {
+            source,
+            queue_id: message,
+        };
+        if !deferred && !self.messages.contains(&probe) {
+            return Dequeued {
+                delay: None,
+                attempts: Some(1),
+                departure: None,
+            };
+        }
+        let entry = self.entry(source, message, group, time);
+        let delay = entry
+            .value
+            .received
+            .then(|| (time - entry.created).max(0.0));
+        let attempts = entry.value.attempt(address_hash(recipient), deferred);
+        let state = &mut entry.value;
+        let done = if deferred {
+            false
+        } else if state.received {
+            state.pending = state.pending.saturating_sub(1);
+            state.pending == 0
+        } else {
+            state.deferrals.is_empty()
+        };
+        let mut departure = None;
+        if done {
+            if let Some(e) = self.messages.remove(&probe) {
+                departure = e.value.received.then(|| EnqueuedDeparture {
+                    queue_seconds: (time - e.created).max(0.0),
+                    recipients: e.value.enqueued,
+                });
+            }
+        }
+        Dequeued {
+            delay,
+            attempts,
+            departure,
+        }
+    }
+
     /// The message left the queue; its state is dropped. `None` if the
     /// message was not tracked.
     pub fn removed(&mut self, source: u32, queue_id: &str, time: f64) -> Option<Departure> {
@@ -587,6 +688,38 @@ mod tests {
         );
         assert_eq!(c.count_in_group(0), 0);
         assert_eq!(c.removed(0, "A1", 131.0), None);
+    }
+
+    #[test]
+    fn enqueued_recipients_complete_the_message() {
+        let mut c = small(10, 1000.0);
+        assert!(c.enqueued(0, "<m@x>", 2, 10.0));
+        assert!(!c.enqueued(0, "<m@x>", 2, 10.0));
+        let d = c.dequeued(0, "<m@x>", 2, "a@x", DeliveryStatus::Deferred, 12.0);
+        assert_eq!(d.delay, Some(2.0));
+        assert_eq!(d.attempts, None);
+        let d = c.dequeued(0, "<m@x>", 2, "a@x", DeliveryStatus::Sent, 15.0);
+        assert_eq!(
+            (d.delay, d.attempts, d.departure),
+            (Some(5.0), Some(2), None)
+        );
+        let d = c.dequeued(0, "<m@x>", 2, "b@x", DeliveryStatus::Bounced, 20.0);
+        assert_eq!(
+            d.departure,
+            Some(EnqueuedDeparture {
+                queue_seconds: 10.0,
+                recipients: 2
+            })
+        );
+        assert!(c.is_empty());
+        // The outcome of a message never seen leaves nothing behind.
+        let d = c.dequeued(0, "<n@x>", 2, "a@x", DeliveryStatus::Sent, 21.0);
+        assert_eq!((d.delay, d.attempts, d.departure), (None, Some(1), None));
+        assert!(c.is_empty());
+        c.dequeued(0, "<n@x>", 2, "a@x", DeliveryStatus::Deferred, 22.0);
+        let d = c.dequeued(0, "<n@x>", 2, "a@x", DeliveryStatus::Sent, 23.0);
+        assert_eq!((d.delay, d.attempts), (None, Some(2)));
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -94,6 +94,12 @@ pub struct Metrics {
     smtp_connections_open: IntGaugeVec,
     /// Most SMTP connections the connection server accepts at once.
     smtp_connection_limit: IntGaugeVec,
+    /// SMTP connections opened, by direction (inbound: server, outbound: client).
+    smtp_connections_opened: IntCounterVec,
+    /// SMTP connections closed, by direction.
+    smtp_connections_closed: IntCounterVec,
+    /// SMTP connections open now by direction, counted from open and close records.
+    smtp_connections_current: IntGaugeVec,
     /// SMTP sessions that ended abnormally, by kind and the last command.
     smtp_session_errors: IntCounterVec,
     /// Commands rejected by the SMTP server, by stage and SMTP reply code.
@@ -244,6 +250,9 @@ impl Metrics {
             smtp_connections: counter(&r, "mail_smtp_connections_total", "SMTP connections accepted by a server process, by service.", &["mta", "service"]),
             smtp_connections_open: gauge(&r, "mail_smtp_connections_open", "SMTP connections open now, as last logged by the connection server.", &["mta", "service"]),
             smtp_connection_limit: gauge(&r, "mail_smtp_connection_limit", "Most SMTP connections the connection server accepts at once, as last logged.", &["mta", "service"]),
+            smtp_connections_opened: counter(&r, "mail_smtp_connections_opened_total", "SMTP connections opened, by direction (inbound: to the server, outbound: by the client), as logged by the MTA.", &["mta", "service", "direction"]),
+            smtp_connections_closed: counter(&r, "mail_smtp_connections_closed_total", "SMTP connections closed, by direction, as logged by the MTA.", &["mta", "service", "direction"]),
+            smtp_connections_current: gauge(&r, "mail_smtp_connections_current", "SMTP connections open now, by direction: opened minus closed as the exporter saw them (never below 0).", &["mta", "service", "direction"]),
             smtp_session_errors: counter(&r, "mail_smtp_session_errors_total", "SMTP sessions that ended abnormally (lost_connection, timeout, too_many_errors), by the last command.", &["mta", "service", "kind", "after"]),
             smtp_rejects: counter(&r, "mail_smtp_rejects_total", "Commands or messages rejected by the SMTP server, by stage and SMTP reply code.", &["mta", "service", "stage", "code"]),
             auth_failures: counter(&r, "mail_auth_failures_total", "Failed SMTP AUTH attempts, by SASL mechanism.", &["mta", "service", "mechanism"]),
@@ -457,6 +466,23 @@ impl Metrics {
             .inc();
     }
 
+    /// Handles of one (mta, service, direction): connections opened,
+    /// closed, and open now.
+    pub fn connection_handles(
+        &self,
+        mta: &str,
+        service: &str,
+        direction: Direction,
+    ) -> ConnectionHandles {
+        let service = self.bounded("connection_service", service);
+        let labels = [mta, service, direction.as_str()];
+        ConnectionHandles {
+            opened: self.smtp_connections_opened.with_label_values(&labels),
+            closed: self.smtp_connections_closed.with_label_values(&labels),
+            current: self.smtp_connections_current.with_label_values(&labels),
+        }
+    }
+
     pub fn smtp_session_error(&self, mta: &str, service: &str, kind: SessionError, after: &str) {
         let service = self.bounded("service", service);
         self.smtp_session_errors
@@ -578,6 +604,14 @@ fn reply_code_label(code: u16, buf: &mut [u8; 3]) -> &str {
     buf[1] = b'0' + (code / 10 % 10) as u8;
     buf[2] = b'0' + (code % 10) as u8;
     std::str::from_utf8(buf).unwrap_or("other")
+}
+
+/// Handles for one (mta, service, direction) of counted connections.
+#[derive(Clone)]
+pub struct ConnectionHandles {
+    pub opened: IntCounter,
+    pub closed: IntCounter,
+    pub current: IntGauge,
 }
 
 /// Handles for one (mta, transport, status) delivery series.

@@ -57,6 +57,7 @@ fn parse_lines(c: &mut Criterion) {
         let spec = [SourceSpec {
             name: "bench".into(),
             format: Some(Format::Postfix),
+            block_size: maillog_exporter::pipeline::DEFAULT_BLOCK_SIZE,
         }];
         let mut pipeline = Pipeline::new(
             metrics,

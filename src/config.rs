@@ -5,6 +5,7 @@
 //!   - path: /var/log/mail.log        # a file or a glob
 //!     format: auto                   # or a format name, e.g. postfix
 //!     name: mx1                      # the `source` label (default: the path)
+//!     block_size: 1024               # Messaging Server BLOCK_SIZE (bytes per logged block)
 //! ```
 //!
 //! Unknown keys are errors that name the key and its line, so a typo never
@@ -38,6 +39,8 @@ pub enum ConfigError {
         pattern: String,
         message: String,
     },
+    #[error("config file {path}: source {index}: block_size must be a number of bytes of at least 1 (Messaging Server's BLOCK_SIZE), got 0")]
+    ZeroBlockSize { path: PathBuf, index: usize },
     #[error("config file {path}: no sources; add a `sources:` list with at least one `path:`")]
     NoSources { path: PathBuf },
 }
@@ -57,6 +60,8 @@ struct RawSource {
     format: Option<String>,
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    block_size: Option<u64>,
 }
 
 /// One file to follow.
@@ -67,6 +72,9 @@ pub struct FileSource {
     pub format: Option<Format>,
     /// The `source` label.
     pub name: String,
+    /// Bytes per block of sizes logged in blocks (Messaging Server); `None`:
+    /// the command line's value.
+    pub block_size: Option<u64>,
 }
 
 /// Reads and validates a configuration file; globs are expanded.
@@ -105,6 +113,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<FileSource>, ConfigError> {
                 )
             }
         };
+        if source.block_size == Some(0) {
+            return Err(ConfigError::ZeroBlockSize {
+                path: path.to_path_buf(),
+                index,
+            });
+        }
         let files = expand(&source.path).map_err(|message| ConfigError::BadGlob {
             path: path.to_path_buf(),
             index,
@@ -120,6 +134,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<FileSource>, ConfigError> {
                 path: file,
                 format,
                 name,
+                block_size: source.block_size,
             });
         }
     }
@@ -183,15 +198,32 @@ mod tests {
                 FileSource {
                     path: "/var/log/mail.log".into(),
                     format: Some(Format::Postfix),
-                    name: "mx1".into()
+                    name: "mx1".into(),
+                    block_size: None,
                 },
                 FileSource {
                     path: "/tmp/other.log".into(),
                     format: None,
-                    name: "/tmp/other.log".into()
+                    name: "/tmp/other.log".into(),
+                    block_size: None,
                 },
             ]
         );
+    }
+
+    #[test]
+    fn block_size_per_source() {
+        let cfg = "sources:\n  - path: /var/log/imta/mail.log_current\n    format: messaging_server\n    block_size: 512\n";
+        let s = parse(Path::new("c.yml"), cfg).unwrap();
+        assert_eq!(s[0].format, Some(Format::MessagingServer));
+        assert_eq!(s[0].block_size, Some(512));
+        let err = parse(
+            Path::new("c.yml"),
+            "sources:\n  - path: x\n    block_size: 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("block_size"), "{err}");
     }
 
     #[test]

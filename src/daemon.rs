@@ -81,16 +81,19 @@ pub async fn run(
             .map(|f| SourceSpec {
                 name: f.name.clone(),
                 format: f.format,
+                block_size: f.block_size.unwrap_or(crate::pipeline::DEFAULT_BLOCK_SIZE),
             })
             .collect(),
         Feed::Demo { .. } => vec![
             SourceSpec {
                 name: "demo-postfix-lab".into(),
                 format: Some(Format::Postfix),
+                block_size: crate::pipeline::DEFAULT_BLOCK_SIZE,
             },
             SourceSpec {
                 name: "demo-postfix-production".into(),
                 format: Some(Format::Postfix),
+                block_size: crate::pipeline::DEFAULT_BLOCK_SIZE,
             },
         ],
     };

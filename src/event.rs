@@ -348,6 +348,44 @@ pub enum Event<'a> {
     },
     /// The mail system started, reloaded or stopped.
     Lifecycle(Lifecycle),
+    /// A message was enqueued for one recipient (Messaging Server `E`
+    /// record). A message has one such record per recipient (or recipient
+    /// group) and channel; `message` keys them together: the correlator
+    /// counts the message once and its recipients separately.
+    RecipientEnqueued {
+        /// The message id, else the queue file's stable part; `None` when
+        /// the log carries neither.
+        message: Option<&'a str>,
+        /// Used only to count attempts per recipient.
+        recipient: &'a str,
+        /// The size as logged, in the MTA's blocks (the pipeline knows the
+        /// source's block size).
+        size_blocks: u64,
+    },
+    /// A delivery attempt of an enqueued recipient ended (Messaging Server
+    /// `D`, `Q`, `R`): its delay is measured from the message's first
+    /// enqueue, and a final outcome completes the recipient (the message
+    /// leaves the queue when all its enqueued recipients are done).
+    QueuedDelivery {
+        message: Option<&'a str>,
+        /// The channel that dequeued it: bounded by the MTA's configuration.
+        transport: &'a str,
+        recipient: &'a str,
+        status: DeliveryStatus,
+        /// The attempt number the record itself carries (Messaging Server
+        /// queue file names count earlier failures).
+        attempt: Option<u32>,
+    },
+    /// An SMTP connection was opened (Messaging Server `O` record).
+    ConnectionOpened {
+        service: &'a str,
+        direction: Direction,
+    },
+    /// An SMTP connection was closed (Messaging Server `C` record).
+    ConnectionClosed {
+        service: &'a str,
+        direction: Direction,
+    },
 }
 
 /// The events of one line. Almost every line yields at most two, so they

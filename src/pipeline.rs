@@ -8,9 +8,19 @@
 //! recognised), parses, counts the line's result, resolves its time, and
 //! applies its events to the correlator and the metrics. Nothing here can
 //! fail: a line that cannot be understood is counted and skipped.
+//!
+//! Formats whose records may be folded over several lines
+//! ([`Format::joins_lines`]: Messaging Server) go through a per-source
+//! [`RecordJoiner`] first: a record is parsed (and counted once in
+//! `maillog_lines_total`) when the line starting the next one arrives, at
+//! the end of each batch ([`Pipeline::process_batch`]: the live daemon
+//! reads to the end of the file before a batch ends, and real logs write
+//! one record per line, so nothing can continue it) and at the end of a
+//! replay ([`Pipeline::flush_records`]).
 
-use crate::event::{DeliveryStatus, Event, Lifecycle};
-use crate::metrics::{DeliveryHandles, Metrics};
+use crate::event::{DeliveryStatus, Direction, Event, Lifecycle};
+use crate::metrics::{ConnectionHandles, DeliveryHandles, Metrics};
+use crate::parser::messaging_server::RecordJoiner;
 use crate::parser::time::{Clock, TimeResolver, Zone};
 use crate::parser::{Format, LineOutcome};
 use crate::source::{LineBatch, SourceId, SourceObserver};
@@ -31,6 +41,23 @@ pub struct SourceSpec {
     pub name: String,
     /// The format, or `None` to detect it from the content.
     pub format: Option<Format>,
+    /// Bytes per block of the sizes the MTA logs in blocks (Messaging
+    /// Server's `BLOCK_SIZE` option; [`DEFAULT_BLOCK_SIZE`]).
+    pub block_size: u64,
+}
+
+/// Messaging Server's default `BLOCK_SIZE`: sizes are logged in kilobytes.
+pub const DEFAULT_BLOCK_SIZE: u64 = 1024;
+
+impl SourceSpec {
+    /// A source with the default block size.
+    pub fn new(name: impl Into<String>, format: Option<Format>) -> SourceSpec {
+        SourceSpec {
+            name: name.into(),
+            format,
+            block_size: DEFAULT_BLOCK_SIZE,
+        }
+    }
 }
 
 struct SourceRuntime {
@@ -44,6 +71,9 @@ struct SourceRuntime {
     last_time_text: Vec<u8>,
     last_time: Option<f64>,
     pending: Vec<Vec<u8>>,
+    /// Assembles folded records (formats that [`Format::joins_lines`]).
+    joiner: RecordJoiner,
+    block_size: u64,
 }
 
 /// Metric handles of one MTA, looked up once.
@@ -87,6 +117,8 @@ pub struct Pipeline {
     /// Gauges (active, limit) per (group, transport) and (group, service).
     queue_concurrency: Vec<(u8, Box<str>, [IntGauge; 2])>,
     smtp_concurrency: Vec<(u8, Box<str>, [IntGauge; 2])>,
+    /// Counted connections per (group, service, direction).
+    connections: Vec<(u8, Box<str>, Direction, ConnectionHandles)>,
     correlator: Correlator,
     clock: Box<dyn Clock>,
 }
@@ -118,6 +150,8 @@ impl Pipeline {
                     last_time_text: Vec::new(),
                     last_time: None,
                     pending: Vec::new(),
+                    joiner: RecordJoiner::default(),
+                    block_size: spec.block_size.max(1),
                 }
             })
             .collect();
@@ -137,6 +171,7 @@ impl Pipeline {
             deliveries: Vec::new(),
             queue_concurrency: Vec::new(),
             smtp_concurrency: Vec::new(),
+            connections: Vec::new(),
             correlator: Correlator::new(state),
             clock,
         }
@@ -147,6 +182,7 @@ impl Pipeline {
         for line in batch.data.split_inclusive(|&b| b == b'\n') {
             self.process_line(batch.source, line);
         }
+        self.flush_records();
         self.finish_batch();
     }
 
@@ -161,8 +197,40 @@ impl Pipeline {
             src.invalid_utf8.inc();
         }
         match src.format {
-            Some(format) => self.parse_and_apply(source.0, format, line),
+            Some(format) => self.process_formatted(source.0, format, line),
             None => self.detect(source.0, line),
+        }
+    }
+
+    /// Parses `line` as `format`, through the source's record joiner if
+    /// the format folds records.
+    fn process_formatted(&mut self, idx: usize, format: Format, line: &[u8]) {
+        if !format.joins_lines() {
+            self.parse_and_apply(idx, format, line);
+            return;
+        }
+        let mut joiner = std::mem::take(&mut self.sources[idx].joiner);
+        if let Some(record) = joiner.push(line) {
+            self.parse_and_apply(idx, format, record);
+        }
+        self.sources[idx].joiner = joiner;
+    }
+
+    /// Parses the record each source's joiner is still assembling: call at
+    /// the end of input (replay does) or when no continuation can follow.
+    pub fn flush_records(&mut self) {
+        for idx in 0..self.sources.len() {
+            let Some(format) = self.sources[idx].format else {
+                continue;
+            };
+            if self.sources[idx].joiner.is_empty() {
+                continue;
+            }
+            let mut joiner = std::mem::take(&mut self.sources[idx].joiner);
+            if let Some(record) = joiner.flush() {
+                self.parse_and_apply(idx, format, record);
+            }
+            self.sources[idx].joiner = joiner;
         }
     }
 
@@ -184,9 +252,9 @@ impl Pipeline {
         self.metrics.init_mta(format.mta());
         let pending = std::mem::take(&mut src.pending);
         for old in &pending {
-            self.parse_and_apply(idx, format, old);
+            self.process_formatted(idx, format, old);
         }
-        self.parse_and_apply(idx, format, line);
+        self.process_formatted(idx, format, line);
     }
 
     fn parse_and_apply(&mut self, idx: usize, format: Format, line: &[u8]) {
@@ -435,7 +503,99 @@ impl Pipeline {
                 self.metrics.daemon_problem(mta, daemon, severity)
             }
             Event::Lifecycle(event) => self.metrics.lifecycle(mta, event),
+            Event::RecipientEnqueued {
+                message,
+                recipient: _,
+                size_blocks,
+            } => {
+                let first = match message {
+                    Some(key) => self.correlator.enqueued(source, key, group, time),
+                    None => true,
+                };
+                if first {
+                    let block = self
+                        .sources
+                        .get(source as usize)
+                        .map_or(1, |s| s.block_size);
+                    let h = self.mta_handles(group);
+                    h.received.inc();
+                    h.size.observe(size_blocks.saturating_mul(block) as f64);
+                }
+            }
+            Event::QueuedDelivery {
+                message,
+                transport,
+                recipient,
+                status,
+                attempt,
+            } => {
+                let known = message.map(|key| {
+                    self.correlator
+                        .dequeued(source, key, group, recipient, status, time)
+                });
+                let final_outcome = status != DeliveryStatus::Deferred;
+                // The correlator counts the deferrals it saw; the queue
+                // file name counts them without earlier lines: the larger
+                // is the better lower bound.
+                let attempts = final_outcome.then(|| {
+                    let seen = known.and_then(|k| k.attempts).unwrap_or(1);
+                    seen.max(attempt.unwrap_or(1))
+                });
+                let handles = self.delivery_handles(group, transport, status);
+                handles.count.inc();
+                if let Some(delay) = known.and_then(|k| k.delay) {
+                    handles.delay.observe(delay);
+                }
+                if let Some(n) = attempts {
+                    handles.attempts.observe(f64::from(n));
+                }
+                if let Some(d) = known.and_then(|k| k.departure) {
+                    let h = self.mta_handles(group);
+                    h.removed.inc();
+                    h.queue_time.observe(d.queue_seconds);
+                    h.recipients.observe(f64::from(d.recipients));
+                }
+            }
+            Event::ConnectionOpened { service, direction } => {
+                if direction == Direction::Inbound {
+                    self.metrics.smtp_connection(mta, service);
+                }
+                let h = self.connection_handles(group, mta, service, direction);
+                h.opened.inc();
+                h.current.inc();
+            }
+            Event::ConnectionClosed { service, direction } => {
+                let h = self.connection_handles(group, mta, service, direction);
+                h.closed.inc();
+                // A connection opened before the exporter started.
+                if h.current.get() > 0 {
+                    h.current.dec();
+                }
+            }
         }
+    }
+
+    fn connection_handles(
+        &mut self,
+        group: u8,
+        mta: &'static str,
+        service: &str,
+        direction: Direction,
+    ) -> &ConnectionHandles {
+        let pos = match self
+            .connections
+            .iter()
+            .position(|(g, s, d, _)| *g == group && &**s == service && *d == direction)
+        {
+            Some(p) => p,
+            None => {
+                let handles = self.metrics.connection_handles(mta, service, direction);
+                self.connections
+                    .push((group, service.into(), direction, handles));
+                self.connections.len() - 1
+            }
+        };
+        &self.connections[pos].3
     }
 
     /// Refreshes gauges and eviction counters; call after a batch.
@@ -551,6 +711,7 @@ impl Pipeline {
             // A last line without newline: complete at end of input.
             self.process_line(source, &carry);
         }
+        self.flush_records();
         self.finish_batch();
         Ok(())
     }

@@ -9,6 +9,7 @@
 //!
 //! [`Format`] names the formats, detects them from content and dispatches.
 
+pub mod messaging_server;
 pub mod postfix;
 pub mod qmail;
 pub mod time;
@@ -58,17 +59,21 @@ pub enum Format {
     /// qmail-send, tcpserver and rblsmtpd via multilog, splogger or
     /// `tai64nlocal`.
     Qmail,
+    /// Sun Java System / Oracle Messaging Server MTA transaction log;
+    /// folded records are joined by [`messaging_server::RecordJoiner`].
+    MessagingServer,
 }
 
 impl Format {
     /// Every format, in detection order.
-    pub const ALL: [Format; 2] = [Format::Postfix, Format::Qmail];
+    pub const ALL: [Format; 3] = [Format::Postfix, Format::Qmail, Format::MessagingServer];
 
     /// The name used by `--log.format` and the `format` label.
     pub fn name(self) -> &'static str {
         match self {
             Format::Postfix => "postfix",
             Format::Qmail => "qmail",
+            Format::MessagingServer => "messaging_server",
         }
     }
 
@@ -77,6 +82,7 @@ impl Format {
         match self {
             Format::Postfix => "postfix",
             Format::Qmail => "qmail",
+            Format::MessagingServer => "messaging_server",
         }
     }
 
@@ -92,12 +98,20 @@ impl Format {
         Format::ALL.map(Format::name).join(", ")
     }
 
-    /// Parses one line of this format.
+    /// Parses one line of this format (for [`Format::MessagingServer`],
+    /// one record: see [`Format::joins_lines`]).
     pub fn parse(self, line: &[u8]) -> ParsedLine<'_> {
         match self {
             Format::Postfix => postfix::parse(line),
             Format::Qmail => qmail::parse(line),
+            Format::MessagingServer => messaging_server::parse(line),
         }
+    }
+
+    /// Whether the format's records may be folded over several lines, so
+    /// lines must be joined into records before [`Format::parse`].
+    pub fn joins_lines(self) -> bool {
+        self == Format::MessagingServer
     }
 
     /// Whether `line` is unmistakably a line of this format (used to detect
@@ -106,6 +120,7 @@ impl Format {
         match self {
             Format::Postfix => postfix::recognizes(line),
             Format::Qmail => qmail::recognizes(line),
+            Format::MessagingServer => messaging_server::recognizes(line),
         }
     }
 

@@ -16,6 +16,7 @@ use crate::parser::{Format, LineOutcome};
 use crate::source::{LineBatch, SourceId, SourceObserver};
 use crate::state::{Correlator, StateSettings};
 use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
@@ -43,7 +44,7 @@ struct SourceRuntime {
     resolver: TimeResolver,
     last_time_text: Vec<u8>,
     last_time: Option<f64>,
-    pending: Vec<Vec<u8>>,
+    pending: VecDeque<Vec<u8>>,
 }
 
 /// Metric handles of one MTA, looked up once.
@@ -117,7 +118,7 @@ impl Pipeline {
                     resolver: TimeResolver::new(zone),
                     last_time_text: Vec::new(),
                     last_time: None,
-                    pending: Vec::new(),
+                    pending: VecDeque::new(),
                 }
             })
             .collect();
@@ -169,9 +170,9 @@ impl Pipeline {
     fn detect(&mut self, idx: usize, line: &[u8]) {
         let Some(format) = Format::detect(line) else {
             let src = &mut self.sources[idx];
-            src.pending.push(line.to_vec());
+            src.pending.push_back(line.to_vec());
             if src.pending.len() > DETECTION_BUFFER_LINES {
-                src.pending.remove(0);
+                src.pending.pop_front();
                 src.lines[2].inc();
             }
             return;
@@ -553,5 +554,81 @@ impl Pipeline {
         }
         self.finish_batch();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::BuildInfo;
+    use crate::parser::time::FixedClock;
+
+    fn auto_pipeline() -> (Arc<Metrics>, Pipeline) {
+        let metrics = Arc::new(Metrics::new(&BuildInfo::CURRENT));
+        let spec = [SourceSpec {
+            name: "s".into(),
+            format: None,
+        }];
+        let p = Pipeline::new(
+            metrics.clone(),
+            &spec,
+            StateSettings::default(),
+            Zone::Fixed(0),
+            Box::new(FixedClock(1_795_000_000.0)),
+        );
+        (metrics, p)
+    }
+
+    fn lines_total(metrics: &Metrics, format: &str, result: &str) -> Option<u64> {
+        metrics
+            .registry()
+            .gather()
+            .iter()
+            .find(|f| f.name() == "maillog_lines_total")?
+            .get_metric()
+            .iter()
+            .find(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "format" && l.value() == format)
+                    && m.get_label()
+                        .iter()
+                        .any(|l| l.name() == "result" && l.value() == result)
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+    }
+
+    #[test]
+    fn lines_before_detection_are_counted_under_the_detected_format() {
+        let (metrics, mut p) = auto_pipeline();
+        for _ in 0..3 {
+            p.process_line(
+                SourceId(0),
+                b"Nov 21 10:00:00 mx dovecot: imap-login: Login: user=<a>\n",
+            );
+        }
+        assert_eq!(lines_total(&metrics, "unknown", "ignored"), Some(0));
+        p.process_line(
+            SourceId(0),
+            b"Nov 21 10:00:01 mx postfix/qmgr[1]: ABCDEF1234: removed\n",
+        );
+        assert_eq!(lines_total(&metrics, "postfix", "ignored"), Some(3));
+        assert_eq!(lines_total(&metrics, "postfix", "parsed"), Some(1));
+        // The placeholder series of the undetected format are gone.
+        assert_eq!(lines_total(&metrics, "unknown", "ignored"), None);
+    }
+
+    #[test]
+    fn undetectable_lines_overflow_as_unparsed_and_flush_at_the_end() {
+        let (metrics, mut p) = auto_pipeline();
+        for _ in 0..DETECTION_BUFFER_LINES + 5 {
+            p.process_line(SourceId(0), b"no format knows this line\n");
+        }
+        assert_eq!(lines_total(&metrics, "unknown", "unparsed"), Some(5));
+        p.flush_undetected();
+        assert_eq!(
+            lines_total(&metrics, "unknown", "unparsed"),
+            Some(DETECTION_BUFFER_LINES as u64 + 5)
+        );
     }
 }

@@ -157,9 +157,7 @@ impl Pipeline {
                     last_time_text: Vec::new(),
                     last_time: None,
                     pending: Vec::new(),
-                    smtp: spec
-                        .format
-                        .and_then(|f| init_format(&metrics, f, &service)),
+                    smtp: spec.format.and_then(|f| init_format(&metrics, f, &service)),
                     service,
                 }
             })

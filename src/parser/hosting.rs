@@ -52,10 +52,7 @@ fn split(line: &[u8]) -> Option<(ParsedLineTime<'_>, &[u8], &[u8])> {
 
 type ParsedLineTime<'a> = (crate::parser::time::LogTime, &'a [u8]);
 
-fn outcome<'a>(
-    (time, stamp): ParsedLineTime<'a>,
-    events: Option<Events<'a>>,
-) -> ParsedLine<'a> {
+fn outcome<'a>((time, stamp): ParsedLineTime<'a>, events: Option<Events<'a>>) -> ParsedLine<'a> {
     ParsedLine {
         time: Some(time),
         time_text: stamp,
@@ -248,7 +245,11 @@ mod tests {
             );
             assert!(matches!(
                 parsed.time,
-                Some(LogTime::LocalDateTime { year: 2021, month: 3, .. })
+                Some(LogTime::LocalDateTime {
+                    year: 2021,
+                    month: 3,
+                    ..
+                })
             ));
         }
         let first = SMTP.lines().next().unwrap_or_default();

@@ -763,6 +763,89 @@ mod tests {
     }
 
     #[test]
+    fn smtp_replies_are_read_against_the_source_command() {
+        let mut c = small(10, 1000.0);
+        assert!(c.smtp_command(0, RejectStage::Mail, None));
+        assert_eq!(c.smtp_reply(0, 250, false), SmtpReplyOutcome::Nothing);
+        assert!(!c.smtp_command(0, RejectStage::Rcpt, None));
+        // Another source's lines in between do not disturb this one.
+        assert!(c.smtp_command(1, RejectStage::Mail, None));
+        c.recipient_checked(0);
+        assert_eq!(
+            c.smtp_reply(0, 250, false),
+            SmtpReplyOutcome::RecipientAccepted
+        );
+        assert_eq!(
+            c.smtp_reply(1, 553, false),
+            SmtpReplyOutcome::Rejected(RejectStage::Mail)
+        );
+        c.smtp_command(0, RejectStage::Rcpt, None);
+        assert_eq!(
+            c.smtp_reply(0, 554, false),
+            SmtpReplyOutcome::RecipientRejected
+        );
+        // A second reply to one command has no command left.
+        assert_eq!(
+            c.smtp_reply(0, 421, false),
+            SmtpReplyOutcome::Rejected(RejectStage::Other)
+        );
+        c.smtp_command(0, RejectStage::EndOfMessage, Some(620));
+        assert_eq!(
+            c.smtp_reply(0, 250, true),
+            SmtpReplyOutcome::MessageQueued { size: Some(620) }
+        );
+        // A queued reply without a `size` line has no size.
+        assert_eq!(
+            c.smtp_reply(0, 250, true),
+            SmtpReplyOutcome::MessageQueued { size: None }
+        );
+        // A new transaction forgets an unanswered size.
+        c.smtp_command(0, RejectStage::EndOfMessage, Some(1));
+        c.smtp_command(0, RejectStage::Mail, None);
+        assert_eq!(
+            c.smtp_reply(0, 250, true),
+            SmtpReplyOutcome::MessageQueued { size: None }
+        );
+    }
+
+    #[test]
+    fn sequential_deliveries_take_their_delay_from_init() {
+        let mut c = small(10, 1000.0);
+        c.sequential_delivery_started(0, 1, 3, "local", 5.0);
+        assert_eq!(
+            c.delivery_finished(0, 1, DeliveryStatus::Sent, 6.0),
+            Some(FinishedDelivery {
+                transport: "local",
+                delay: None,
+                attempts: None
+            })
+        );
+        c.deliveries_init(0, 10.0);
+        c.sequential_delivery_started(0, 2, 3, "remote", 11.0);
+        assert_eq!(
+            c.delivery_finished(0, 2, DeliveryStatus::Deferred, 14.5),
+            Some(FinishedDelivery {
+                transport: "remote",
+                delay: Some(4.5),
+                attempts: None
+            })
+        );
+        assert!(c.authenticated_submission(0));
+        assert!(!c.authenticated_submission(0));
+        c.deliveries_init(0, 20.0);
+        assert!(c.authenticated_submission(0));
+        // An `init` older than the TTL gives no delay.
+        c.sequential_delivery_started(0, 3, 3, "local", 2000.0);
+        assert_eq!(
+            c.delivery_finished(0, 3, DeliveryStatus::Sent, 2001.0)
+                .and_then(|f| f.delay),
+            None
+        );
+        assert_eq!(c.len(), 0);
+        assert_eq!(c.deliveries_len(), 0);
+    }
+
+    #[test]
     fn attempts_per_recipient() {
         let mut c = small(10, 1000.0);
         assert_eq!(c.delivery(0, "Q", 0, "a@x", true, 1.0), None);

@@ -57,6 +57,7 @@ fn parse_lines(c: &mut Criterion) {
         let spec = [SourceSpec {
             name: "bench".into(),
             format: Some(Format::Postfix),
+            port: None,
         }];
         let mut pipeline = Pipeline::new(
             metrics,

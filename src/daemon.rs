@@ -81,16 +81,19 @@ pub async fn run(
             .map(|f| SourceSpec {
                 name: f.name.clone(),
                 format: f.format,
+                port: f.port,
             })
             .collect(),
         Feed::Demo { .. } => vec![
             SourceSpec {
                 name: "demo-postfix-lab".into(),
                 format: Some(Format::Postfix),
+                port: None,
             },
             SourceSpec {
                 name: "demo-postfix-production".into(),
                 format: Some(Format::Postfix),
+                port: None,
             },
         ],
     };

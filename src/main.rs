@@ -219,6 +219,7 @@ fn file_sources(args: &DaemonArgs) -> Result<Option<Vec<FileSource>>> {
             path: path.clone(),
             format,
             name: path.display().to_string(),
+            port: config::port_from_file_name(path),
         });
     }
     if files.is_empty() {
@@ -227,6 +228,7 @@ fn file_sources(args: &DaemonArgs) -> Result<Option<Vec<FileSource>>> {
                 path: found.to_path_buf(),
                 format,
                 name: found.display().to_string(),
+                port: None,
             });
         }
     }
@@ -288,6 +290,7 @@ fn replay(
         .map(|p| SourceSpec {
             name: p.display().to_string(),
             format,
+            port: config::port_from_file_name(p),
         })
         .collect();
     let mut pipeline = Pipeline::new(

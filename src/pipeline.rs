@@ -9,12 +9,12 @@
 //! applies its events to the correlator and the metrics. Nothing here can
 //! fail: a line that cannot be understood is counted and skipped.
 
-use crate::event::{DeliveryStatus, Event, Lifecycle};
-use crate::metrics::{DeliveryHandles, Metrics};
+use crate::event::{DeliveryStatus, Event, Lifecycle, RejectStage};
+use crate::metrics::{DeliveryHandles, Metrics, SmtpSourceHandles};
 use crate::parser::time::{Clock, TimeResolver, Zone};
 use crate::parser::{Format, LineOutcome};
 use crate::source::{LineBatch, SourceId, SourceObserver};
-use crate::state::{Correlator, StateSettings};
+use crate::state::{Correlator, SmtpReplyOutcome, StateSettings};
 use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -32,6 +32,24 @@ pub struct SourceSpec {
     pub name: String,
     /// The format, or `None` to detect it from the content.
     pub format: Option<Format>,
+    /// The port the SMTP server that wrote this log listens on (hosting
+    /// SMTP logs are split by port): the `service` label, see
+    /// [`smtp_service`].
+    pub port: Option<u16>,
+}
+
+/// The `service` label of an SMTP log written for one listening port: the
+/// IANA service name of the mail ports (`smtp` for 25, `smtps` for 465,
+/// `submission` for 587), else the port number; `unknown` when the port is
+/// not known.
+pub fn smtp_service(port: Option<u16>) -> String {
+    match port {
+        Some(25) => "smtp".into(),
+        Some(465) => "smtps".into(),
+        Some(587) => "submission".into(),
+        Some(n) => n.to_string(),
+        None => "unknown".into(),
+    }
 }
 
 struct SourceRuntime {
@@ -45,6 +63,10 @@ struct SourceRuntime {
     last_time_text: Vec<u8>,
     last_time: Option<f64>,
     pending: VecDeque<Vec<u8>>,
+    /// The `service` label of SMTP-log events (from the configured port).
+    service: Box<str>,
+    /// Handles of an SMTP-log source, created when its format is known.
+    smtp: Option<SmtpSourceHandles>,
 }
 
 /// Metric handles of one MTA, looked up once.
@@ -74,6 +96,18 @@ impl MtaHandles {
             stage_delays: metrics.stage_delays(mta),
         }
     }
+}
+
+/// Creates the series a source of `format` has at zero that are not per
+/// MTA; returns the SMTP-log handles of a hosting SMTP source.
+fn init_format(metrics: &Metrics, format: Format, service: &str) -> Option<SmtpSourceHandles> {
+    match format {
+        Format::HostingSmtp => return Some(metrics.smtp_source_handles(format.mta(), service)),
+        Format::HostingDelivery => metrics.init_sequential_deliveries(format.mta()),
+        Format::Spamdyke => metrics.init_spam_filter(crate::parser::spamdyke::FILTER, "ALLOWED"),
+        Format::Postfix | Format::Qmail => {}
+    }
+    None
 }
 
 /// Turns lines into metrics. See the module docs.
@@ -108,7 +142,12 @@ impl Pipeline {
             .iter()
             .map(|spec| {
                 let format_label = spec.format.map_or("unknown", Format::name);
-                metrics.init_source(&spec.name, format_label, spec.format.map(Format::mta));
+                metrics.init_source(
+                    &spec.name,
+                    format_label,
+                    spec.format.filter(|f| f.logs_queue()).map(Format::mta),
+                );
+                let service: Box<str> = smtp_service(spec.port).into();
                 SourceRuntime {
                     name: spec.name.clone(),
                     format: spec.format,
@@ -119,15 +158,15 @@ impl Pipeline {
                     last_time_text: Vec::new(),
                     last_time: None,
                     pending: VecDeque::new(),
+                    smtp: spec.format.and_then(|f| init_format(&metrics, f, &service)),
+                    service,
                 }
             })
             .collect();
         let mtas = Format::ALL
             .iter()
             .map(|f| {
-                specs
-                    .iter()
-                    .any(|s| s.format == Some(*f))
+                (f.logs_queue() && specs.iter().any(|s| s.format == Some(*f)))
                     .then(|| MtaHandles::new(&metrics, f.mta()))
             })
             .collect();
@@ -182,7 +221,10 @@ impl Pipeline {
         src.format = Some(format);
         src.lines = self.metrics.line_counters(&src.name, format.name());
         self.metrics.forget_undetected(&src.name);
-        self.metrics.init_mta(format.mta());
+        if format.logs_queue() {
+            self.metrics.init_mta(format.mta());
+        }
+        src.smtp = init_format(&self.metrics, format, &src.service);
         let pending = std::mem::take(&mut src.pending);
         for old in &pending {
             self.parse_and_apply(idx, format, old);
@@ -252,8 +294,14 @@ impl Pipeline {
         let pos = match pos {
             Some(p) => p,
             None => {
-                let mta = self.mta_handles(group).mta;
-                let handles = self.metrics.delivery_handles(mta, transport, status);
+                let format = Format::ALL.get(usize::from(group)).copied();
+                let mta = format.map_or("other", Format::mta);
+                // Attempts are counted per queued message: only formats
+                // that log the queue have them.
+                let with_attempts = format.is_some_and(Format::logs_queue);
+                let handles = self
+                    .metrics
+                    .delivery_handles(mta, transport, status, with_attempts);
                 self.deliveries
                     .push((group, transport.into(), status, handles));
                 self.deliveries.len() - 1
@@ -283,7 +331,11 @@ impl Pipeline {
     }
 
     fn apply(&mut self, source: u32, group: u8, time: f64, event: Event<'_>) {
-        let mta = self.mta_handles(group).mta;
+        let format = Format::ALL.get(usize::from(group)).copied();
+        let mta = match format {
+            Some(f) if !f.logs_queue() => f.mta(),
+            _ => self.mta_handles(group).mta,
+        };
         match event {
             Event::MessageReceived { queue_id } => {
                 if self.correlator.received(source, queue_id, group, time) {
@@ -337,8 +389,8 @@ impl Pipeline {
                     if let Some(delay) = f.delay {
                         handles.delay.observe(delay);
                     }
-                    if let Some(n) = f.attempts {
-                        handles.attempts.observe(f64::from(n));
+                    if let (Some(n), Some(h)) = (f.attempts, &handles.attempts) {
+                        h.observe(f64::from(n));
                     }
                 }
             }
@@ -393,8 +445,8 @@ impl Pipeline {
                 if let Some(delay) = d.delay {
                     handles.delay.observe(delay);
                 }
-                if let Some(n) = attempts {
-                    handles.attempts.observe(f64::from(n));
+                if let (Some(n), Some(h)) = (attempts, &handles.attempts) {
+                    h.observe(f64::from(n));
                 }
             }
             Event::MessageExpired { .. } => self.mta_handles(group).expired.inc(),
@@ -436,7 +488,82 @@ impl Pipeline {
                 self.metrics.daemon_problem(mta, daemon, severity)
             }
             Event::Lifecycle(event) => self.metrics.lifecycle(mta, event),
+            Event::SmtpCommand { stage, size } => {
+                if self.correlator.smtp_command(source, stage, size) {
+                    self.smtp_handles(source, mta).transactions.inc();
+                }
+            }
+            Event::RecipientCheck { result, detail } => {
+                self.correlator.recipient_checked(source);
+                let service = self.source_service(source);
+                self.metrics.recipient_check(mta, service, result, detail);
+            }
+            Event::SmtpReply { code, queued } => {
+                match self.correlator.smtp_reply(source, code, queued) {
+                    SmtpReplyOutcome::Nothing => {}
+                    SmtpReplyOutcome::RecipientAccepted => {
+                        self.smtp_handles(source, mta).recipients_accepted.inc();
+                    }
+                    SmtpReplyOutcome::RecipientRejected => {
+                        self.smtp_handles(source, mta).recipients_rejected.inc();
+                        let service = self.source_service(source);
+                        self.metrics
+                            .smtp_reject(mta, service, RejectStage::Rcpt, code);
+                    }
+                    SmtpReplyOutcome::Rejected(stage) => {
+                        let service = self.source_service(source);
+                        self.metrics.smtp_reject(mta, service, stage, code);
+                    }
+                    SmtpReplyOutcome::MessageQueued { size } => {
+                        let h = self.smtp_handles(source, mta);
+                        h.messages_accepted.inc();
+                        h.received.inc();
+                        if let Some(size) = size {
+                            h.size.observe(size as f64);
+                        }
+                    }
+                }
+            }
+            Event::DeliveriesInit => self.correlator.deliveries_init(source, time),
+            Event::SequentialDeliveryStarted {
+                delivery_id,
+                transport,
+            } => self.correlator.sequential_delivery_started(
+                source,
+                delivery_id,
+                group,
+                transport,
+                time,
+            ),
+            Event::AuthenticatedSubmission => {
+                if self.correlator.authenticated_submission(source) {
+                    self.metrics.authenticated_submission(mta);
+                }
+            }
+            Event::SpamFilterClient {
+                filter,
+                encryption,
+                authenticated,
+            } => self
+                .metrics
+                .spam_filter_client(filter, encryption, authenticated),
         }
+    }
+
+    /// The `service` label of a source's SMTP-log events.
+    fn source_service(&self, source: u32) -> &str {
+        self.sources
+            .get(source as usize)
+            .map_or("unknown", |s| &*s.service)
+    }
+
+    /// The SMTP-log handles of a source, created on first use.
+    fn smtp_handles(&mut self, source: u32, mta: &'static str) -> &SmtpSourceHandles {
+        let metrics = &self.metrics;
+        let src = &mut self.sources[source as usize];
+        let service = &src.service;
+        src.smtp
+            .get_or_insert_with(|| metrics.smtp_source_handles(mta, service))
     }
 
     /// Refreshes gauges and eviction counters; call after a batch.
@@ -568,6 +695,7 @@ mod tests {
         let spec = [SourceSpec {
             name: "s".into(),
             format: None,
+            port: None,
         }];
         let p = Pipeline::new(
             metrics.clone(),

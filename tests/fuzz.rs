@@ -32,10 +32,12 @@ fn pipeline() -> Pipeline {
         SourceSpec {
             name: "fuzz".into(),
             format: Some(Format::Postfix),
+            port: None,
         },
         SourceSpec {
             name: "fuzz-auto".into(),
             format: None,
+            port: None,
         },
     ];
     Pipeline::new(

@@ -29,6 +29,7 @@ impl Replay {
             name: "test".into(),
             format: format
                 .map(|f| maillog_exporter::parser::Format::from_name(f).expect("a format name")),
+            port: None,
         };
         let pipeline = Pipeline::new(
             metrics.clone(),

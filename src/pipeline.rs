@@ -76,10 +76,12 @@ struct MtaHandles {
     removed: IntCounter,
     expired: IntCounter,
     size: Histogram,
-    recipients: Histogram,
     queue_time: Histogram,
     queue_messages: IntGauge,
-    stage_delays: [Histogram; 4],
+    /// Created on first use: only some MTAs log recipient counts and
+    /// per-stage delays, and a series that can never move is noise.
+    recipients: Option<Histogram>,
+    stage_delays: Option<[Histogram; 4]>,
 }
 
 impl MtaHandles {
@@ -90,10 +92,10 @@ impl MtaHandles {
             removed: metrics.removed(mta),
             expired: metrics.expired(mta),
             size: metrics.message_size(mta),
-            recipients: metrics.message_recipients(mta),
+            recipients: None,
             queue_time: metrics.queue_time(mta),
             queue_messages: metrics.queue_messages(mta),
-            stage_delays: metrics.stage_delays(mta),
+            stage_delays: None,
         }
     }
 }
@@ -272,6 +274,10 @@ impl Pipeline {
     /// The metric handles of the format with index `group`, created on
     /// first use.
     fn mta_handles(&mut self, group: u8) -> &MtaHandles {
+        self.mta_handles_mut(group)
+    }
+
+    fn mta_handles_mut(&mut self, group: u8) -> &mut MtaHandles {
         let g = usize::from(group);
         if self.mtas.len() <= g {
             self.mtas.resize_with(g + 1, || None);
@@ -298,7 +304,9 @@ impl Pipeline {
                 let mta = format.map_or("other", Format::mta);
                 // Attempts are counted per queued message: only formats
                 // that log the queue have them.
-                let with_attempts = format.is_some_and(Format::logs_queue);
+                // A deferral is never a final outcome: no attempts series.
+                let with_attempts =
+                    format.is_some_and(Format::logs_queue) && status != DeliveryStatus::Deferred;
                 let handles = self
                     .metrics
                     .delivery_handles(mta, transport, status, with_attempts);
@@ -352,10 +360,14 @@ impl Pipeline {
                 recipients,
             } => {
                 if self.correlator.envelope(source, queue_id, group, time) {
-                    let h = &self.mta_handles(group);
-                    h.size.observe(size as f64);
+                    self.mta_handles(group).size.observe(size as f64);
                     if let Some(n) = recipients {
-                        h.recipients.observe(f64::from(n));
+                        let metrics = self.metrics.clone();
+                        let h = self.mta_handles_mut(group);
+                        let mta = h.mta;
+                        h.recipients
+                            .get_or_insert_with(|| metrics.message_recipients(mta))
+                            .observe(f64::from(n));
                     }
                 }
             }
@@ -435,7 +447,13 @@ impl Pipeline {
                 );
                 if d.status == DeliveryStatus::Sent {
                     if let Some(stages) = d.stage_delays {
-                        for (h, v) in self.mta_handles(group).stage_delays.iter().zip(stages) {
+                        let metrics = self.metrics.clone();
+                        let h = self.mta_handles_mut(group);
+                        let mta = h.mta;
+                        let histograms = h
+                            .stage_delays
+                            .get_or_insert_with(|| metrics.stage_delays(mta));
+                        for (h, v) in histograms.iter().zip(stages) {
                             h.observe(v);
                         }
                     }

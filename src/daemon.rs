@@ -81,20 +81,12 @@ pub async fn run(
             .map(|f| SourceSpec {
                 name: f.name.clone(),
                 format: f.format,
-                block_size: f.block_size.unwrap_or(crate::pipeline::DEFAULT_BLOCK_SIZE),
+                settings: f.settings,
             })
             .collect(),
         Feed::Demo { .. } => vec![
-            SourceSpec {
-                name: "demo-postfix-lab".into(),
-                format: Some(Format::Postfix),
-                block_size: crate::pipeline::DEFAULT_BLOCK_SIZE,
-            },
-            SourceSpec {
-                name: "demo-postfix-production".into(),
-                format: Some(Format::Postfix),
-                block_size: crate::pipeline::DEFAULT_BLOCK_SIZE,
-            },
+            SourceSpec::new("demo-postfix-lab", Some(Format::Postfix)),
+            SourceSpec::new("demo-postfix-production", Some(Format::Postfix)),
         ],
     };
     let observer = Arc::new(SourceMetrics::new(

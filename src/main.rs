@@ -7,7 +7,7 @@ use maillog_exporter::http::{self, HttpSettings};
 use maillog_exporter::metrics::{BuildInfo, Metrics, SourceMetrics};
 use maillog_exporter::parser::time::{SystemClock, Zone};
 use maillog_exporter::parser::Format;
-use maillog_exporter::pipeline::{Pipeline, SourceSpec, DEFAULT_BLOCK_SIZE};
+use maillog_exporter::pipeline::{FormatSettings, Pipeline, SourceSpec, DEFAULT_BLOCK_SIZE};
 use maillog_exporter::source::SourceId;
 use maillog_exporter::state::StateSettings;
 use std::path::{Path, PathBuf};
@@ -226,7 +226,10 @@ fn file_sources(args: &DaemonArgs) -> Result<Option<Vec<FileSource>>> {
             path: path.clone(),
             format,
             name: path.display().to_string(),
-            block_size: None,
+            settings: FormatSettings {
+                port: config::port_from_file_name(path),
+                block_size: None,
+            },
         });
     }
     if files.is_empty() {
@@ -235,12 +238,12 @@ fn file_sources(args: &DaemonArgs) -> Result<Option<Vec<FileSource>>> {
                 path: found.to_path_buf(),
                 format,
                 name: found.display().to_string(),
-                block_size: None,
+                settings: FormatSettings::default(),
             });
         }
     }
     for f in &mut files {
-        f.block_size = Some(f.block_size.unwrap_or(args.block_size));
+        f.settings.block_size.get_or_insert(args.block_size);
     }
     Ok((!files.is_empty()).then_some(files))
 }
@@ -301,7 +304,10 @@ fn replay(
         .map(|p| SourceSpec {
             name: p.display().to_string(),
             format,
-            block_size,
+            settings: FormatSettings {
+                port: config::port_from_file_name(p),
+                block_size: Some(block_size),
+            },
         })
         .collect();
     let mut pipeline = Pipeline::new(

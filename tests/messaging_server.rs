@@ -341,7 +341,7 @@ fn live_batches_flush_the_last_record() {
 #[test]
 fn block_size_scales_sizes() {
     let mut spec = SourceSpec::new("test", Some(Format::MessagingServer));
-    spec.block_size = 512;
+    spec.settings.block_size = Some(512);
     let mut r = Replay::with_spec(spec);
     r.all(&fixture("example_21_7_single_line.log"));
     assert_eq!(r.value(&series("mail_message_size_bytes_sum", "")), 1536.0);
@@ -410,6 +410,37 @@ fn detection_picks_messaging_server_and_keeps_the_others() {
         Format::from_name("messaging_server"),
         Some(Format::MessagingServer)
     );
+    // The formats after it in detection order still get their own lines,
+    // and no Messaging Server line is taken for one of them.
+    for (file, format) in [
+        ("hosting/icdsoft_smtp.log", Format::HostingSmtp),
+        ("hosting/icdsoft_delivery.log", Format::HostingDelivery),
+        ("spamdyke/icdsoft_spamdyke.log", Format::Spamdyke),
+    ] {
+        let text = fixture(&format!("../{file}"));
+        let detected: Vec<_> = text
+            .split(|&b| b == b'\n')
+            .filter_map(Format::detect)
+            .collect();
+        assert!(!detected.is_empty(), "{file}");
+        assert!(
+            detected.iter().all(|f| *f == format),
+            "{file}: {detected:?}"
+        );
+    }
+    for name in [
+        "example_21_9_single_line.log",
+        "example_21_7_single_line.log",
+        "oracle_docs_examples_single_line.log",
+    ] {
+        for line in fixture(name).split(|&b| b == b'\n') {
+            assert!(
+                matches!(Format::detect(line), None | Some(Format::MessagingServer)),
+                "{name}: {}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
     let mut r = Replay::new(None);
     r.all(&fixture("oracle_docs_field_format_examples.log"));
     assert_eq!(

@@ -8,6 +8,7 @@ mod bounded_state;
 mod dashboards;
 mod fuzz;
 mod golden;
+mod hosting;
 mod messaging_server;
 mod postfix_coverage;
 mod postfix_live;

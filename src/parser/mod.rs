@@ -9,9 +9,11 @@
 //!
 //! [`Format`] names the formats, detects them from content and dispatches.
 
+pub mod hosting;
 pub mod messaging_server;
 pub mod postfix;
 pub mod qmail;
+pub mod spamdyke;
 pub mod time;
 
 use crate::event::Events;
@@ -62,11 +64,24 @@ pub enum Format {
     /// Sun Java System / Oracle Messaging Server MTA transaction log;
     /// folded records are joined by [`messaging_server::RecordJoiner`].
     MessagingServer,
+    /// A hosting provider's per-port SMTP log (`date, from|to|check|size|resp, …`).
+    HostingSmtp,
+    /// A hosting provider's delivery log (`date, init|try|result, …`).
+    HostingDelivery,
+    /// spamdyke's decision lines via syslog or multilog.
+    Spamdyke,
 }
 
 impl Format {
     /// Every format, in detection order.
-    pub const ALL: [Format; 3] = [Format::Postfix, Format::Qmail, Format::MessagingServer];
+    pub const ALL: [Format; 6] = [
+        Format::Postfix,
+        Format::Qmail,
+        Format::MessagingServer,
+        Format::HostingSmtp,
+        Format::HostingDelivery,
+        Format::Spamdyke,
+    ];
 
     /// The name used by `--log.format` and the `format` label.
     pub fn name(self) -> &'static str {
@@ -74,16 +89,34 @@ impl Format {
             Format::Postfix => "postfix",
             Format::Qmail => "qmail",
             Format::MessagingServer => "messaging_server",
+            Format::HostingSmtp => "hosting_smtp",
+            Format::HostingDelivery => "hosting_delivery",
+            Format::Spamdyke => "spamdyke",
         }
     }
 
-    /// The `mta` label value of this format's metrics.
+    /// The `mta` label value of this format's metrics. Both hosting logs
+    /// are one platform (`hosting`); spamdyke only runs in front of
+    /// qmail-smtpd, so its own problems count under `qmail`.
     pub fn mta(self) -> &'static str {
         match self {
             Format::Postfix => "postfix",
-            Format::Qmail => "qmail",
+            Format::Qmail | Format::Spamdyke => "qmail",
             Format::MessagingServer => "messaging_server",
+            Format::HostingSmtp | Format::HostingDelivery => "hosting",
         }
+    }
+
+    /// Whether the format logs the queue itself (arrival, removal,
+    /// expiry, notifications), so the per-MTA queue series
+    /// (`mail_messages_received_total`, `mail_queue_messages`…) exist at
+    /// zero for it. The hosting logs and spamdyke do not: a series that
+    /// can never move is not created for them.
+    pub fn logs_queue(self) -> bool {
+        matches!(
+            self,
+            Format::Postfix | Format::Qmail | Format::MessagingServer
+        )
     }
 
     /// The format called `name` (case-insensitive).
@@ -105,6 +138,9 @@ impl Format {
             Format::Postfix => postfix::parse(line),
             Format::Qmail => qmail::parse(line),
             Format::MessagingServer => messaging_server::parse(line),
+            Format::HostingSmtp => hosting::parse_smtp(line),
+            Format::HostingDelivery => hosting::parse_delivery(line),
+            Format::Spamdyke => spamdyke::parse(line),
         }
     }
 
@@ -121,6 +157,9 @@ impl Format {
             Format::Postfix => postfix::recognizes(line),
             Format::Qmail => qmail::recognizes(line),
             Format::MessagingServer => messaging_server::recognizes(line),
+            Format::HostingSmtp => hosting::recognizes_smtp(line),
+            Format::HostingDelivery => hosting::recognizes_delivery(line),
+            Format::Spamdyke => spamdyke::recognizes(line),
         }
     }
 

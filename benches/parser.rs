@@ -54,10 +54,7 @@ fn parse_lines(c: &mut Criterion) {
     });
     group.bench_function("pipeline", |b| {
         let metrics = Arc::new(Metrics::new(&BuildInfo::CURRENT));
-        let spec = [SourceSpec {
-            name: "bench".into(),
-            format: Some(Format::Postfix),
-        }];
+        let spec = [SourceSpec::new("bench", Some(Format::Postfix))];
         let mut pipeline = Pipeline::new(
             metrics,
             &spec,

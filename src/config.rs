@@ -5,12 +5,27 @@
 //!   - path: /var/log/mail.log        # a file or a glob
 //!     format: auto                   # or a format name, e.g. postfix
 //!     name: mx1                      # the `source` label (default: the path)
+//!     block_size: 1024               # Messaging Server logs: BLOCK_SIZE (bytes per logged block)
+//!     port: 587                      # hosting SMTP logs: the listening port
 //! ```
+//!
+//! `port` is the port of the SMTP server whose log this is (hosting
+//! providers write one SMTP log per port); it becomes the `service` label
+//! of the log's SMTP metrics. Without it, a mail port number in the file
+//! name is used ([`port_from_file_name`]).
+//!
+//! `block_size` is the Messaging Server `BLOCK_SIZE` option of the MTA
+//! that writes the log (its sizes are logged in blocks); without it, the
+//! `--messaging-server.block-size` flag applies.
+//!
+//! Both are per-source [`FormatSettings`]: a format ignores the settings of
+//! the others.
 //!
 //! Unknown keys are errors that name the key and its line, so a typo never
 //! silently drops a setting.
 
 use crate::parser::Format;
+use crate::pipeline::FormatSettings;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +53,8 @@ pub enum ConfigError {
         pattern: String,
         message: String,
     },
+    #[error("config file {path}: source {index}: block_size must be a number of bytes of at least 1 (Messaging Server's BLOCK_SIZE), got 0")]
+    ZeroBlockSize { path: PathBuf, index: usize },
     #[error("config file {path}: no sources; add a `sources:` list with at least one `path:`")]
     NoSources { path: PathBuf },
 }
@@ -57,6 +74,10 @@ struct RawSource {
     format: Option<String>,
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    block_size: Option<u64>,
+    #[serde(default)]
+    port: Option<u16>,
 }
 
 /// One file to follow.
@@ -67,6 +88,23 @@ pub struct FileSource {
     pub format: Option<Format>,
     /// The `source` label.
     pub name: String,
+    /// The settings of particular formats (`block_size`, `port`); the
+    /// port is the configured one, else taken from the file name.
+    pub settings: FormatSettings,
+}
+
+/// Port numbers recognised in file names: SMTP (25), SMTPS (465),
+/// submission (587) and the common alternative 2525.
+pub const MAIL_PORTS: [u16; 4] = [25, 465, 587, 2525];
+
+/// The first run of digits in the file name (not the directory) that is
+/// one of [`MAIL_PORTS`]: `smtp_465.log` and `smtp-587.log.1` give 465
+/// and 587. Other numbers (dates, rotation suffixes) are skipped.
+pub fn port_from_file_name(path: &Path) -> Option<u16> {
+    let name = path.file_name()?.to_str()?;
+    name.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|digits| digits.parse::<u16>().ok())
+        .find(|port| MAIL_PORTS.contains(port))
 }
 
 /// Reads and validates a configuration file; globs are expanded.
@@ -105,6 +143,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<FileSource>, ConfigError> {
                 )
             }
         };
+        if source.block_size == Some(0) {
+            return Err(ConfigError::ZeroBlockSize {
+                path: path.to_path_buf(),
+                index,
+            });
+        }
         let files = expand(&source.path).map_err(|message| ConfigError::BadGlob {
             path: path.to_path_buf(),
             index,
@@ -116,10 +160,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<FileSource>, ConfigError> {
                 .name
                 .clone()
                 .unwrap_or_else(|| file.display().to_string());
+            let port = source.port.or_else(|| port_from_file_name(&file));
             out.push(FileSource {
                 path: file,
                 format,
                 name,
+                settings: FormatSettings {
+                    port,
+                    block_size: source.block_size,
+                },
             });
         }
     }
@@ -183,15 +232,59 @@ mod tests {
                 FileSource {
                     path: "/var/log/mail.log".into(),
                     format: Some(Format::Postfix),
-                    name: "mx1".into()
+                    name: "mx1".into(),
+                    settings: FormatSettings::default(),
                 },
                 FileSource {
                     path: "/tmp/other.log".into(),
                     format: None,
-                    name: "/tmp/other.log".into()
+                    name: "/tmp/other.log".into(),
+                    settings: FormatSettings::default(),
                 },
             ]
         );
+    }
+
+    #[test]
+    fn block_size_per_source() {
+        let cfg = "sources:\n  - path: /var/log/imta/mail.log_current\n    format: messaging_server\n    block_size: 512\n";
+        let s = parse(Path::new("c.yml"), cfg).unwrap();
+        assert_eq!(s[0].format, Some(Format::MessagingServer));
+        assert_eq!(s[0].settings.block_size, Some(512));
+        let err = parse(
+            Path::new("c.yml"),
+            "sources:\n  - path: x\n    block_size: 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("block_size"), "{err}");
+    }
+
+    #[test]
+    fn port_is_configured_or_taken_from_the_file_name() {
+        let cfg = "sources:\n  - path: /var/log/mail/smtp_465.log\n    format: hosting_smtp\n  - path: /var/log/mail/smtp_465.log\n    port: 2526\n  - path: /var/log/mail/smtp-587.log.1\n  - path: /var/log/mail25/smtp-20210309.log\n";
+        let s = parse(Path::new("c.yml"), cfg).unwrap();
+        let ports: Vec<_> = s.iter().map(|s| s.settings.port).collect();
+        assert_eq!(ports, vec![Some(465), Some(2526), Some(587), None]);
+        assert_eq!(s[0].format, Some(Format::HostingSmtp));
+        assert_eq!(port_from_file_name(Path::new("smtp25.log")), Some(25));
+        assert_eq!(port_from_file_name(Path::new("smtp.log.1")), None);
+        assert_eq!(port_from_file_name(Path::new("99999-587")), Some(587));
+    }
+
+    #[test]
+    fn port_must_be_a_port_number() {
+        let err = parse(
+            Path::new("c.yml"),
+            "sources:\n  - path: x\n    port: 70000\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("70000") || err.contains("port"), "{err}");
+        let err = parse(Path::new("c.yml"), "sources:\n  - path: x\n    prot: 25\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prot") && err.contains("line 3"), "{err}");
     }
 
     #[test]

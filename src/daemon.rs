@@ -81,17 +81,12 @@ pub async fn run(
             .map(|f| SourceSpec {
                 name: f.name.clone(),
                 format: f.format,
+                settings: f.settings,
             })
             .collect(),
         Feed::Demo { .. } => vec![
-            SourceSpec {
-                name: "demo-postfix-lab".into(),
-                format: Some(Format::Postfix),
-            },
-            SourceSpec {
-                name: "demo-postfix-production".into(),
-                format: Some(Format::Postfix),
-            },
+            SourceSpec::new("demo-postfix-lab", Some(Format::Postfix)),
+            SourceSpec::new("demo-postfix-production", Some(Format::Postfix)),
         ],
     };
     let observer = Arc::new(SourceMetrics::new(

@@ -358,6 +358,88 @@ pub enum Event<'a> {
     },
     /// The mail system started, reloaded or stopped.
     Lifecycle(Lifecycle),
+    /// A message was enqueued for one recipient (Messaging Server `E`
+    /// record). A message has one such record per recipient (or recipient
+    /// group) and channel; `message` keys them together: the correlator
+    /// counts the message once and its recipients separately.
+    RecipientEnqueued {
+        /// The message id, else the queue file's stable part; `None` when
+        /// the log carries neither.
+        message: Option<&'a str>,
+        /// Used only to count attempts per recipient.
+        recipient: &'a str,
+        /// The size as logged, in the MTA's blocks (the pipeline knows the
+        /// source's block size).
+        size_blocks: u64,
+    },
+    /// A delivery attempt of an enqueued recipient ended (Messaging Server
+    /// `D`, `Q`, `R`): its delay is measured from the message's first
+    /// enqueue, and a final outcome completes the recipient (the message
+    /// leaves the queue when all its enqueued recipients are done).
+    QueuedDelivery {
+        message: Option<&'a str>,
+        /// The channel that dequeued it: bounded by the MTA's configuration.
+        transport: &'a str,
+        recipient: &'a str,
+        status: DeliveryStatus,
+        /// The attempt number the record itself carries (Messaging Server
+        /// queue file names count earlier failures).
+        attempt: Option<u32>,
+    },
+    /// An SMTP connection was opened (Messaging Server `O` record).
+    ConnectionOpened {
+        service: &'a str,
+        direction: Direction,
+    },
+    /// An SMTP connection was closed (Messaging Server `C` record).
+    ConnectionClosed {
+        service: &'a str,
+        direction: Direction,
+    },
+    /// An SMTP command whose reply is logged on a later line of the same
+    /// source (hosting SMTP log: `from` is `MAIL`, `to` is `RCPT`, `size`
+    /// ends the message data). `stage` is where a refusal of it counts;
+    /// `size` is the message size for the end of the data. The correlator
+    /// keeps the command per source until its [`Event::SmtpReply`].
+    SmtpCommand {
+        stage: RejectStage,
+        size: Option<u64>,
+    },
+    /// The server's reply to the last [`Event::SmtpCommand`] of the same
+    /// source. `queued` when the reply says the message was queued (qmail's
+    /// `250 ok <unix-time> qp <pid>`).
+    SmtpReply { code: u16, queued: bool },
+    /// The server checked a recipient before replying to its `RCPT`
+    /// (hosting SMTP log `check`). Both labels are bounded by the parser.
+    RecipientCheck {
+        result: &'static str,
+        detail: &'static str,
+    },
+    /// A message's deliveries begin (hosting delivery log `init`). The line
+    /// has no id: the [`Event::SequentialDeliveryStarted`] lines that follow
+    /// in the same source belong to this message.
+    DeliveriesInit,
+    /// A delivery attempt started under `delivery_id` for the message of
+    /// the source's last [`Event::DeliveriesInit`] (hosting `try`); its
+    /// result is an [`Event::DeliveryResult`].
+    SequentialDeliveryStarted {
+        delivery_id: u64,
+        /// `local` or `remote`: bounded by the parser.
+        transport: &'static str,
+    },
+    /// The message of the source's last [`Event::DeliveriesInit`] was
+    /// submitted by an authenticated SMTP client (hosting: `smtp_auth/` in
+    /// a result). Counted once per message by the correlator.
+    AuthenticatedSubmission,
+    /// How the client an anti-spam filter decided on was connected
+    /// (spamdyke's `encryption:` and `auth:` fields); logged with every
+    /// decision, next to its [`Event::SpamVerdict`].
+    SpamFilterClient {
+        filter: &'static str,
+        /// `none`, `tls`, `ssl`, `tls_passthrough` or `other`.
+        encryption: &'static str,
+        authenticated: bool,
+    },
 }
 
 /// The events of one line. Almost every line yields at most three (an Exim

@@ -7,7 +7,7 @@ use maillog_exporter::http::{self, HttpSettings};
 use maillog_exporter::metrics::{BuildInfo, Metrics, SourceMetrics};
 use maillog_exporter::parser::time::{SystemClock, Zone};
 use maillog_exporter::parser::Format;
-use maillog_exporter::pipeline::{Pipeline, SourceSpec};
+use maillog_exporter::pipeline::{FormatSettings, Pipeline, SourceSpec, DEFAULT_BLOCK_SIZE};
 use maillog_exporter::source::SourceId;
 use maillog_exporter::state::StateSettings;
 use std::path::{Path, PathBuf};
@@ -91,6 +91,10 @@ struct DaemonArgs {
         default_value_t = 65_536
     )]
     max_line_bytes: usize,
+    /// Bytes per block of the sizes Messaging Server logs (its BLOCK_SIZE option), for FILEs
+    /// and config sources without `block_size`.
+    #[arg(long = "messaging-server.block-size", value_name = "BYTES", default_value_t = DEFAULT_BLOCK_SIZE, value_parser = clap::value_parser!(u64).range(1..))]
+    block_size: u64,
     /// File where read positions are saved, to resume after a restart; "" disables.
     /// Default: $STATE_DIRECTORY/positions.json if STATE_DIRECTORY is set, else
     /// /var/lib/maillog_exporter/positions.json.
@@ -120,6 +124,9 @@ enum Command {
         /// Forget a tracked message this long (of log time) after it was first seen.
         #[arg(long = "state.ttl", value_name = "DURATION", default_value = "6d", value_parser = parse_duration)]
         state_ttl: Duration,
+        /// Bytes per block of the sizes Messaging Server logs (its BLOCK_SIZE option).
+        #[arg(long = "messaging-server.block-size", value_name = "BYTES", default_value_t = DEFAULT_BLOCK_SIZE, value_parser = clap::value_parser!(u64).range(1..))]
+        block_size: u64,
         /// Files to read; `-` reads standard input.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -219,6 +226,10 @@ fn file_sources(args: &DaemonArgs) -> Result<Option<Vec<FileSource>>> {
             path: path.clone(),
             format,
             name: path.display().to_string(),
+            settings: FormatSettings {
+                port: config::port_from_file_name(path),
+                block_size: None,
+            },
         });
     }
     if files.is_empty() {
@@ -227,8 +238,12 @@ fn file_sources(args: &DaemonArgs) -> Result<Option<Vec<FileSource>>> {
                 path: found.to_path_buf(),
                 format,
                 name: found.display().to_string(),
+                settings: FormatSettings::default(),
             });
         }
+    }
+    for f in &mut files {
+        f.settings.block_size.get_or_insert(args.block_size);
     }
     Ok((!files.is_empty()).then_some(files))
 }
@@ -277,6 +292,7 @@ fn serve(settings: DaemonSettings) -> Result<()> {
 
 fn replay(
     format: &str,
+    block_size: u64,
     max_line_bytes: usize,
     state: StateSettings,
     files: &[PathBuf],
@@ -288,6 +304,10 @@ fn replay(
         .map(|p| SourceSpec {
             name: p.display().to_string(),
             format,
+            settings: FormatSettings {
+                port: config::port_from_file_name(p),
+                block_size: Some(block_size),
+            },
         })
         .collect();
     let mut pipeline = Pipeline::new(
@@ -326,6 +346,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             max_line_bytes,
             max_messages,
             state_ttl,
+            block_size,
             files,
         }) => {
             init_logging("warn");
@@ -333,7 +354,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 max_messages,
                 ttl_seconds: state_ttl.as_secs_f64(),
             };
-            replay(&format, max_line_bytes, state, &files)?;
+            replay(&format, block_size, max_line_bytes, state, &files)?;
         }
         Some(Command::Demo {
             lines_per_second,

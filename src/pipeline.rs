@@ -8,14 +8,25 @@
 //! recognised), parses, counts the line's result, resolves its time, and
 //! applies its events to the correlator and the metrics. Nothing here can
 //! fail: a line that cannot be understood is counted and skipped.
+//!
+//! Formats whose records may be folded over several lines
+//! ([`Format::joins_lines`]: Messaging Server) go through a per-source
+//! [`RecordJoiner`] first: a record is parsed (and counted once in
+//! `maillog_lines_total`) when the line starting the next one arrives, at
+//! the end of each batch ([`Pipeline::process_batch`]: the live daemon
+//! reads to the end of the file before a batch ends, and real logs write
+//! one record per line, so nothing can continue it) and at the end of a
+//! replay ([`Pipeline::flush_records`]).
 
-use crate::event::{DeliveryStatus, Event, Lifecycle};
-use crate::metrics::{DeliveryHandles, Metrics};
+use crate::event::{DeliveryStatus, Direction, Event, Lifecycle, RejectStage};
+use crate::metrics::{ConnectionHandles, DeliveryHandles, Metrics, SmtpSourceHandles};
+use crate::parser::messaging_server::RecordJoiner;
 use crate::parser::time::{Clock, TimeResolver, Zone};
 use crate::parser::{Format, LineOutcome};
 use crate::source::{LineBatch, SourceId, SourceObserver};
-use crate::state::{Correlator, StateSettings};
+use crate::state::{Correlator, SmtpReplyOutcome, StateSettings};
 use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +42,49 @@ pub struct SourceSpec {
     pub name: String,
     /// The format, or `None` to detect it from the content.
     pub format: Option<Format>,
+    /// Settings that only some formats use.
+    pub settings: FormatSettings,
+}
+
+/// Per-source settings of particular formats; a format ignores the ones
+/// of the others.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FormatSettings {
+    /// The port the SMTP server that wrote this log listens on (hosting
+    /// SMTP logs are split by port): the `service` label, see
+    /// [`smtp_service`]. `None`: unknown.
+    pub port: Option<u16>,
+    /// Bytes per block of the sizes the MTA logs in blocks (Messaging
+    /// Server's `BLOCK_SIZE` option). `None`: [`DEFAULT_BLOCK_SIZE`].
+    pub block_size: Option<u64>,
+}
+
+/// Messaging Server's default `BLOCK_SIZE`: sizes are logged in kilobytes.
+pub const DEFAULT_BLOCK_SIZE: u64 = 1024;
+
+impl SourceSpec {
+    /// A source with default [`FormatSettings`].
+    pub fn new(name: impl Into<String>, format: Option<Format>) -> SourceSpec {
+        SourceSpec {
+            name: name.into(),
+            format,
+            settings: FormatSettings::default(),
+        }
+    }
+}
+
+/// The `service` label of an SMTP log written for one listening port: the
+/// IANA service name of the mail ports (`smtp` for 25, `smtps` for 465,
+/// `submission` for 587), else the port number; `unknown` when the port is
+/// not known.
+pub fn smtp_service(port: Option<u16>) -> String {
+    match port {
+        Some(25) => "smtp".into(),
+        Some(465) => "smtps".into(),
+        Some(587) => "submission".into(),
+        Some(n) => n.to_string(),
+        None => "unknown".into(),
+    }
 }
 
 struct SourceRuntime {
@@ -43,36 +97,81 @@ struct SourceRuntime {
     resolver: TimeResolver,
     last_time_text: Vec<u8>,
     last_time: Option<f64>,
-    pending: Vec<Vec<u8>>,
+    pending: VecDeque<Vec<u8>>,
+    /// Assembles folded records (formats that [`Format::joins_lines`]).
+    joiner: RecordJoiner,
+    /// Bytes per logged block (Messaging Server sizes), at least 1.
+    block_size: u64,
+    /// The `service` label of SMTP-log events (from the configured port).
+    service: Box<str>,
+    /// Handles of an SMTP-log source, created when its format is known.
+    smtp: Option<SmtpSourceHandles>,
 }
 
 /// Metric handles of one MTA, looked up once.
 struct MtaHandles {
     mta: &'static str,
     received: IntCounter,
-    removed: IntCounter,
-    expired: IntCounter,
+    /// Removal, expiry and queue time exist from the start for formats
+    /// that log the queue ([`Format::logs_queue`]); for the others (Sendmail
+    /// logs arrivals but no removal) they are created on first use.
+    removed: Option<IntCounter>,
+    expired: Option<IntCounter>,
     size: Histogram,
-    recipients: Histogram,
-    queue_time: Histogram,
+    queue_time: Option<Histogram>,
     queue_messages: IntGauge,
-    stage_delays: [Histogram; 4],
+    /// Created on first use: only some MTAs log recipient counts and
+    /// per-stage delays, and a series that can never move is noise.
+    recipients: Option<Histogram>,
+    stage_delays: Option<[Histogram; 4]>,
 }
 
 impl MtaHandles {
-    fn new(metrics: &Metrics, mta: &'static str) -> MtaHandles {
+    fn new(metrics: &Metrics, mta: &'static str, logs_queue: bool) -> MtaHandles {
         MtaHandles {
             mta,
             received: metrics.received(mta),
-            removed: metrics.removed(mta),
-            expired: metrics.expired(mta),
+            removed: logs_queue.then(|| metrics.removed(mta)),
+            expired: logs_queue.then(|| metrics.expired(mta)),
             size: metrics.message_size(mta),
-            recipients: metrics.message_recipients(mta),
-            queue_time: metrics.queue_time(mta),
+            recipients: None,
+            queue_time: logs_queue.then(|| metrics.queue_time(mta)),
             queue_messages: metrics.queue_messages(mta),
-            stage_delays: metrics.stage_delays(mta),
+            stage_delays: None,
         }
     }
+
+    fn removed(&mut self, metrics: &Metrics) -> &IntCounter {
+        let mta = self.mta;
+        self.removed.get_or_insert_with(|| metrics.removed(mta))
+    }
+
+    fn expired(&mut self, metrics: &Metrics) -> &IntCounter {
+        let mta = self.mta;
+        self.expired.get_or_insert_with(|| metrics.expired(mta))
+    }
+
+    fn queue_time(&mut self, metrics: &Metrics) -> &Histogram {
+        let mta = self.mta;
+        self.queue_time
+            .get_or_insert_with(|| metrics.queue_time(mta))
+    }
+}
+
+/// Creates the series a source of `format` has at zero that are not per
+/// MTA; returns the SMTP-log handles of a hosting SMTP source.
+fn init_format(metrics: &Metrics, format: Format, service: &str) -> Option<SmtpSourceHandles> {
+    match format {
+        Format::HostingSmtp => return Some(metrics.smtp_source_handles(format.mta(), service)),
+        Format::HostingDelivery => metrics.init_sequential_deliveries(format.mta()),
+        Format::Spamdyke => metrics.init_spam_filter(crate::parser::spamdyke::FILTER, "ALLOWED"),
+        Format::Postfix
+        | Format::Qmail
+        | Format::Exim
+        | Format::Sendmail
+        | Format::MessagingServer => {}
+    }
+    None
 }
 
 /// Turns lines into metrics. See the module docs.
@@ -87,6 +186,8 @@ pub struct Pipeline {
     /// Gauges (active, limit) per (group, transport) and (group, service).
     queue_concurrency: Vec<(u8, Box<str>, [IntGauge; 2])>,
     smtp_concurrency: Vec<(u8, Box<str>, [IntGauge; 2])>,
+    /// Counted connections per (group, service, direction).
+    connections: Vec<(u8, Box<str>, Direction, ConnectionHandles)>,
     correlator: Correlator,
     clock: Box<dyn Clock>,
 }
@@ -107,7 +208,12 @@ impl Pipeline {
             .iter()
             .map(|spec| {
                 let format_label = spec.format.map_or("unknown", Format::name);
-                metrics.init_source(&spec.name, format_label, spec.format.map(Format::mta));
+                metrics.init_source(
+                    &spec.name,
+                    format_label,
+                    spec.format.filter(|f| f.logs_queue()).map(Format::mta),
+                );
+                let service: Box<str> = smtp_service(spec.settings.port).into();
                 SourceRuntime {
                     name: spec.name.clone(),
                     format: spec.format,
@@ -117,17 +223,23 @@ impl Pipeline {
                     resolver: TimeResolver::new(zone),
                     last_time_text: Vec::new(),
                     last_time: None,
-                    pending: Vec::new(),
+                    pending: VecDeque::new(),
+                    joiner: RecordJoiner::default(),
+                    block_size: spec
+                        .settings
+                        .block_size
+                        .unwrap_or(DEFAULT_BLOCK_SIZE)
+                        .max(1),
+                    smtp: spec.format.and_then(|f| init_format(&metrics, f, &service)),
+                    service,
                 }
             })
             .collect();
         let mtas = Format::ALL
             .iter()
             .map(|f| {
-                specs
-                    .iter()
-                    .any(|s| s.format == Some(*f))
-                    .then(|| MtaHandles::new(&metrics, f.mta()))
+                (f.logs_queue() && specs.iter().any(|s| s.format == Some(*f)))
+                    .then(|| MtaHandles::new(&metrics, f.mta(), true))
             })
             .collect();
         Pipeline {
@@ -137,6 +249,7 @@ impl Pipeline {
             deliveries: Vec::new(),
             queue_concurrency: Vec::new(),
             smtp_concurrency: Vec::new(),
+            connections: Vec::new(),
             correlator: Correlator::new(state),
             clock,
         }
@@ -147,6 +260,7 @@ impl Pipeline {
         for line in batch.data.split_inclusive(|&b| b == b'\n') {
             self.process_line(batch.source, line);
         }
+        self.flush_records();
         self.finish_batch();
     }
 
@@ -161,17 +275,49 @@ impl Pipeline {
             src.invalid_utf8.inc();
         }
         match src.format {
-            Some(format) => self.parse_and_apply(source.0, format, line),
+            Some(format) => self.process_formatted(source.0, format, line),
             None => self.detect(source.0, line),
+        }
+    }
+
+    /// Parses `line` as `format`, through the source's record joiner if
+    /// the format folds records.
+    fn process_formatted(&mut self, idx: usize, format: Format, line: &[u8]) {
+        if !format.joins_lines() {
+            self.parse_and_apply(idx, format, line);
+            return;
+        }
+        let mut joiner = std::mem::take(&mut self.sources[idx].joiner);
+        if let Some(record) = joiner.push(line) {
+            self.parse_and_apply(idx, format, record);
+        }
+        self.sources[idx].joiner = joiner;
+    }
+
+    /// Parses the record each source's joiner is still assembling: call at
+    /// the end of input (replay does) or when no continuation can follow.
+    pub fn flush_records(&mut self) {
+        for idx in 0..self.sources.len() {
+            let Some(format) = self.sources[idx].format else {
+                continue;
+            };
+            if self.sources[idx].joiner.is_empty() {
+                continue;
+            }
+            let mut joiner = std::mem::take(&mut self.sources[idx].joiner);
+            if let Some(record) = joiner.flush() {
+                self.parse_and_apply(idx, format, record);
+            }
+            self.sources[idx].joiner = joiner;
         }
     }
 
     fn detect(&mut self, idx: usize, line: &[u8]) {
         let Some(format) = Format::detect(line) else {
             let src = &mut self.sources[idx];
-            src.pending.push(line.to_vec());
+            src.pending.push_back(line.to_vec());
             if src.pending.len() > DETECTION_BUFFER_LINES {
-                src.pending.remove(0);
+                src.pending.pop_front();
                 src.lines[2].inc();
             }
             return;
@@ -181,12 +327,15 @@ impl Pipeline {
         src.format = Some(format);
         src.lines = self.metrics.line_counters(&src.name, format.name());
         self.metrics.forget_undetected(&src.name);
-        self.metrics.init_mta(format.mta());
+        if format.logs_queue() {
+            self.metrics.init_mta(format.mta());
+        }
+        src.smtp = init_format(&self.metrics, format, &src.service);
         let pending = std::mem::take(&mut src.pending);
         for old in &pending {
-            self.parse_and_apply(idx, format, old);
+            self.process_formatted(idx, format, old);
         }
-        self.parse_and_apply(idx, format, line);
+        self.process_formatted(idx, format, line);
     }
 
     fn parse_and_apply(&mut self, idx: usize, format: Format, line: &[u8]) {
@@ -229,13 +378,19 @@ impl Pipeline {
     /// The metric handles of the format with index `group`, created on
     /// first use.
     fn mta_handles(&mut self, group: u8) -> &MtaHandles {
+        self.mta_handles_mut(group)
+    }
+
+    fn mta_handles_mut(&mut self, group: u8) -> &mut MtaHandles {
         let g = usize::from(group);
         if self.mtas.len() <= g {
             self.mtas.resize_with(g + 1, || None);
         }
-        let mta = Format::ALL.get(g).map_or("other", |f| f.mta());
+        let format = Format::ALL.get(g);
+        let mta = format.map_or("other", |f| f.mta());
+        let logs_queue = format.is_some_and(|f| f.logs_queue());
         let metrics = &self.metrics;
-        self.mtas[g].get_or_insert_with(|| MtaHandles::new(metrics, mta))
+        self.mtas[g].get_or_insert_with(|| MtaHandles::new(metrics, mta, logs_queue))
     }
 
     fn delivery_handles(
@@ -251,8 +406,16 @@ impl Pipeline {
         let pos = match pos {
             Some(p) => p,
             None => {
-                let mta = self.mta_handles(group).mta;
-                let handles = self.metrics.delivery_handles(mta, transport, status);
+                let format = Format::ALL.get(usize::from(group)).copied();
+                let mta = format.map_or("other", Format::mta);
+                // Attempts are counted per message and recipient: only
+                // formats whose deliveries name them have them.
+                // A deferral is never a final outcome: no attempts series.
+                let with_attempts = format.is_some_and(Format::counts_attempts)
+                    && status != DeliveryStatus::Deferred;
+                let handles = self
+                    .metrics
+                    .delivery_handles(mta, transport, status, with_attempts);
                 self.deliveries
                     .push((group, transport.into(), status, handles));
                 self.deliveries.len() - 1
@@ -282,7 +445,11 @@ impl Pipeline {
     }
 
     fn apply(&mut self, source: u32, group: u8, time: f64, event: Event<'_>) {
-        let mta = self.mta_handles(group).mta;
+        let format = Format::ALL.get(usize::from(group)).copied();
+        let mta = match format {
+            Some(f) if !f.logs_queue() => f.mta(),
+            _ => self.mta_handles(group).mta,
+        };
         match event {
             Event::MessageReceived { queue_id } => {
                 if self.correlator.received(source, queue_id, group, time) {
@@ -299,10 +466,14 @@ impl Pipeline {
                 recipients,
             } => {
                 if self.correlator.envelope(source, queue_id, group, time) {
-                    let h = &self.mta_handles(group);
-                    h.size.observe(size as f64);
+                    self.mta_handles(group).size.observe(size as f64);
                     if let Some(n) = recipients {
-                        h.recipients.observe(f64::from(n));
+                        let metrics = self.metrics.clone();
+                        let h = self.mta_handles_mut(group);
+                        let mta = h.mta;
+                        h.recipients
+                            .get_or_insert_with(|| metrics.message_recipients(mta))
+                            .observe(f64::from(n));
                     }
                 }
             }
@@ -336,8 +507,8 @@ impl Pipeline {
                     if let Some(delay) = f.delay {
                         handles.delay.observe(delay);
                     }
-                    if let Some(n) = f.attempts {
-                        handles.attempts.observe(f64::from(n));
+                    if let (Some(n), Some(h)) = (f.attempts, &handles.attempts) {
+                        h.observe(f64::from(n));
                     }
                 }
             }
@@ -382,7 +553,13 @@ impl Pipeline {
                 );
                 if d.status == DeliveryStatus::Sent {
                     if let Some(stages) = d.stage_delays {
-                        for (h, v) in self.mta_handles(group).stage_delays.iter().zip(stages) {
+                        let metrics = self.metrics.clone();
+                        let h = self.mta_handles_mut(group);
+                        let mta = h.mta;
+                        let histograms = h
+                            .stage_delays
+                            .get_or_insert_with(|| metrics.stage_delays(mta));
+                        for (h, v) in histograms.iter().zip(stages) {
                             h.observe(v);
                         }
                     }
@@ -397,32 +574,39 @@ impl Pipeline {
                 if let Some(delay) = delay {
                     handles.delay.observe(delay);
                 }
-                if let Some(n) = attempts {
-                    handles.attempts.observe(f64::from(n));
+                if let (Some(n), Some(h)) = (attempts, &handles.attempts) {
+                    h.observe(f64::from(n));
                 }
             }
             Event::MessageExpired { queue_id } => {
                 if self.correlator.expired(source, queue_id) {
-                    self.mta_handles(group).expired.inc();
+                    let metrics = self.metrics.clone();
+                    self.mta_handles_mut(group).expired(&metrics).inc();
                 }
             }
             Event::MessageCompleted {
                 queue_id,
                 queue_seconds,
             } => {
-                self.mta_handles(group).removed.inc();
+                let metrics = self.metrics.clone();
+                self.mta_handles_mut(group).removed(&metrics).inc();
                 let departure = self.correlator.removed(source, queue_id, time);
                 let seconds = queue_seconds.or(departure.and_then(|d| d.queue_seconds));
                 if let Some(seconds) = seconds {
-                    self.mta_handles(group).queue_time.observe(seconds);
+                    self.mta_handles_mut(group)
+                        .queue_time(&metrics)
+                        .observe(seconds);
                 }
             }
             Event::MessageFrozen { .. } => self.metrics.message_frozen(mta),
             Event::MessageRemoved { queue_id } => {
-                self.mta_handles(group).removed.inc();
+                let metrics = self.metrics.clone();
+                self.mta_handles_mut(group).removed(&metrics).inc();
                 if let Some(departure) = self.correlator.removed(source, queue_id, time) {
                     if let Some(seconds) = departure.queue_seconds {
-                        self.mta_handles(group).queue_time.observe(seconds);
+                        self.mta_handles_mut(group)
+                            .queue_time(&metrics)
+                            .observe(seconds);
                     }
                 }
             }
@@ -456,7 +640,178 @@ impl Pipeline {
                 self.metrics.daemon_problem(mta, daemon, severity)
             }
             Event::Lifecycle(event) => self.metrics.lifecycle(mta, event),
+            Event::RecipientEnqueued {
+                message,
+                recipient: _,
+                size_blocks,
+            } => {
+                let first = match message {
+                    Some(key) => self.correlator.enqueued(source, key, group, time),
+                    None => true,
+                };
+                if first {
+                    let block = self
+                        .sources
+                        .get(source as usize)
+                        .map_or(1, |s| s.block_size);
+                    let h = self.mta_handles(group);
+                    h.received.inc();
+                    h.size.observe(size_blocks.saturating_mul(block) as f64);
+                }
+            }
+            Event::QueuedDelivery {
+                message,
+                transport,
+                recipient,
+                status,
+                attempt,
+            } => {
+                let known = message.map(|key| {
+                    self.correlator
+                        .dequeued(source, key, group, recipient, status, time)
+                });
+                let final_outcome = status != DeliveryStatus::Deferred;
+                // The correlator counts the deferrals it saw; the queue
+                // file name counts them without earlier lines: the larger
+                // is the better lower bound.
+                let attempts = final_outcome.then(|| {
+                    let seen = known.and_then(|k| k.attempts).unwrap_or(1);
+                    seen.max(attempt.unwrap_or(1))
+                });
+                let handles = self.delivery_handles(group, transport, status);
+                handles.count.inc();
+                if let Some(delay) = known.and_then(|k| k.delay) {
+                    handles.delay.observe(delay);
+                }
+                if let (Some(n), Some(h)) = (attempts, &handles.attempts) {
+                    h.observe(f64::from(n));
+                }
+                if let Some(d) = known.and_then(|k| k.departure) {
+                    let metrics = self.metrics.clone();
+                    let h = self.mta_handles_mut(group);
+                    h.removed(&metrics).inc();
+                    h.queue_time(&metrics).observe(d.queue_seconds);
+                    let mta = h.mta;
+                    h.recipients
+                        .get_or_insert_with(|| metrics.message_recipients(mta))
+                        .observe(f64::from(d.recipients));
+                }
+            }
+            Event::ConnectionOpened { service, direction } => {
+                if direction == Direction::Inbound {
+                    self.metrics.smtp_connection(mta, service);
+                }
+                let h = self.connection_handles(group, mta, service, direction);
+                h.opened.inc();
+                h.current.inc();
+            }
+            Event::ConnectionClosed { service, direction } => {
+                let h = self.connection_handles(group, mta, service, direction);
+                h.closed.inc();
+                // A connection opened before the exporter started.
+                if h.current.get() > 0 {
+                    h.current.dec();
+                }
+            }
+            Event::SmtpCommand { stage, size } => {
+                if self.correlator.smtp_command(source, stage, size) {
+                    self.smtp_handles(source, mta).transactions.inc();
+                }
+            }
+            Event::RecipientCheck { result, detail } => {
+                self.correlator.recipient_checked(source);
+                let service = self.source_service(source);
+                self.metrics.recipient_check(mta, service, result, detail);
+            }
+            Event::SmtpReply { code, queued } => {
+                match self.correlator.smtp_reply(source, code, queued) {
+                    SmtpReplyOutcome::Nothing => {}
+                    SmtpReplyOutcome::RecipientAccepted => {
+                        self.smtp_handles(source, mta).recipients_accepted.inc();
+                    }
+                    SmtpReplyOutcome::RecipientRejected => {
+                        self.smtp_handles(source, mta).recipients_rejected.inc();
+                        let service = self.source_service(source);
+                        self.metrics
+                            .smtp_reject(mta, service, RejectStage::Rcpt, code);
+                    }
+                    SmtpReplyOutcome::Rejected(stage) => {
+                        let service = self.source_service(source);
+                        self.metrics.smtp_reject(mta, service, stage, code);
+                    }
+                    SmtpReplyOutcome::MessageQueued { size } => {
+                        let h = self.smtp_handles(source, mta);
+                        h.messages_accepted.inc();
+                        h.received.inc();
+                        if let Some(size) = size {
+                            h.size.observe(size as f64);
+                        }
+                    }
+                }
+            }
+            Event::DeliveriesInit => self.correlator.deliveries_init(source, time),
+            Event::SequentialDeliveryStarted {
+                delivery_id,
+                transport,
+            } => self.correlator.sequential_delivery_started(
+                source,
+                delivery_id,
+                group,
+                transport,
+                time,
+            ),
+            Event::AuthenticatedSubmission => {
+                if self.correlator.authenticated_submission(source) {
+                    self.metrics.authenticated_submission(mta);
+                }
+            }
+            Event::SpamFilterClient {
+                filter,
+                encryption,
+                authenticated,
+            } => self
+                .metrics
+                .spam_filter_client(filter, encryption, authenticated),
         }
+    }
+
+    fn connection_handles(
+        &mut self,
+        group: u8,
+        mta: &'static str,
+        service: &str,
+        direction: Direction,
+    ) -> &ConnectionHandles {
+        let pos = match self
+            .connections
+            .iter()
+            .position(|(g, s, d, _)| *g == group && &**s == service && *d == direction)
+        {
+            Some(p) => p,
+            None => {
+                let handles = self.metrics.connection_handles(mta, service, direction);
+                self.connections
+                    .push((group, service.into(), direction, handles));
+                self.connections.len() - 1
+            }
+        };
+        &self.connections[pos].3
+    }
+
+    /// The `service` label of a source's SMTP-log events.
+    fn source_service(&self, source: u32) -> &str {
+        self.sources
+            .get(source as usize)
+            .map_or("unknown", |s| &*s.service)
+    }
+
+    /// The SMTP-log handles of a source, created on first use.
+    fn smtp_handles(&mut self, source: u32, mta: &'static str) -> &SmtpSourceHandles {
+        let metrics = &self.metrics;
+        let src = &mut self.sources[source as usize];
+        let service = &src.service;
+        src.smtp
+            .get_or_insert_with(|| metrics.smtp_source_handles(mta, service))
     }
 
     /// Refreshes gauges and eviction counters; call after a batch.
@@ -572,7 +927,81 @@ impl Pipeline {
             // A last line without newline: complete at end of input.
             self.process_line(source, &carry);
         }
+        self.flush_records();
         self.finish_batch();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::BuildInfo;
+    use crate::parser::time::FixedClock;
+
+    fn auto_pipeline() -> (Arc<Metrics>, Pipeline) {
+        let metrics = Arc::new(Metrics::new(&BuildInfo::CURRENT));
+        let spec = [SourceSpec::new("s", None)];
+        let p = Pipeline::new(
+            metrics.clone(),
+            &spec,
+            StateSettings::default(),
+            Zone::Fixed(0),
+            Box::new(FixedClock(1_795_000_000.0)),
+        );
+        (metrics, p)
+    }
+
+    fn lines_total(metrics: &Metrics, format: &str, result: &str) -> Option<u64> {
+        metrics
+            .registry()
+            .gather()
+            .iter()
+            .find(|f| f.name() == "maillog_lines_total")?
+            .get_metric()
+            .iter()
+            .find(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "format" && l.value() == format)
+                    && m.get_label()
+                        .iter()
+                        .any(|l| l.name() == "result" && l.value() == result)
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+    }
+
+    #[test]
+    fn lines_before_detection_are_counted_under_the_detected_format() {
+        let (metrics, mut p) = auto_pipeline();
+        for _ in 0..3 {
+            p.process_line(
+                SourceId(0),
+                b"Nov 21 10:00:00 mx dovecot: imap-login: Login: user=<a>\n",
+            );
+        }
+        assert_eq!(lines_total(&metrics, "unknown", "ignored"), Some(0));
+        p.process_line(
+            SourceId(0),
+            b"Nov 21 10:00:01 mx postfix/qmgr[1]: ABCDEF1234: removed\n",
+        );
+        assert_eq!(lines_total(&metrics, "postfix", "ignored"), Some(3));
+        assert_eq!(lines_total(&metrics, "postfix", "parsed"), Some(1));
+        // The placeholder series of the undetected format are gone.
+        assert_eq!(lines_total(&metrics, "unknown", "ignored"), None);
+    }
+
+    #[test]
+    fn undetectable_lines_overflow_as_unparsed_and_flush_at_the_end() {
+        let (metrics, mut p) = auto_pipeline();
+        for _ in 0..DETECTION_BUFFER_LINES + 5 {
+            p.process_line(SourceId(0), b"no format knows this line\n");
+        }
+        assert_eq!(lines_total(&metrics, "unknown", "unparsed"), Some(5));
+        p.flush_undetected();
+        assert_eq!(
+            lines_total(&metrics, "unknown", "unparsed"),
+            Some(DETECTION_BUFFER_LINES as u64 + 5)
+        );
     }
 }

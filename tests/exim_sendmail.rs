@@ -12,10 +12,7 @@ use std::sync::Arc;
 
 fn replay(path: &str) -> String {
     let metrics = Arc::new(Metrics::new(&BuildInfo::CURRENT));
-    let spec = SourceSpec {
-        name: "test".into(),
-        format: None,
-    };
+    let spec = SourceSpec::new("test", None);
     let mut pipeline = Pipeline::new(
         metrics.clone(),
         &[spec],
@@ -185,8 +182,22 @@ fn sendmail_samples_replay() {
                 r#"mail_bounce_notifications_total{kind="non_delivery",mta="sendmail"}"#,
                 4.0,
             ),
+            (
+                r#"mail_delivery_attempts_count{mta="sendmail",status="sent",transport="relay"}"#,
+                4.0,
+            ),
+            (r#"mail_messages_received_total{mta="sendmail"}"#, 2.0),
         ],
     );
+    // Sendmail logs no removal and no expiry: those series never move, so
+    // they do not exist (Format::logs_queue).
+    for never in [
+        r#"mail_messages_removed_total{mta="sendmail"}"#,
+        r#"mail_messages_expired_total{mta="sendmail"}"#,
+        r#"mail_message_queue_seconds_count{mta="sendmail"}"#,
+    ] {
+        assert!(!text.contains(never), "{never}");
+    }
     let text = replay("sendmail/fail2ban_sendmail.log");
     check(
         &text,
@@ -233,4 +244,57 @@ fn both_formats_are_detected_and_others_still_are() {
     );
     assert_eq!(Format::from_name("exim"), Some(Format::Exim));
     assert_eq!(Format::from_name("sendmail"), Some(Format::Sendmail));
+}
+
+/// Every line of every fixture is recognised by at most one format, and
+/// only by the format of its fixture directory: no Exim or Sendmail line is
+/// taken for another format, and no other format's line for Exim or
+/// Sendmail.
+#[test]
+fn no_fixture_line_is_recognised_by_another_format() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let own = |dir: &str| -> &[Format] {
+        match dir {
+            "postfix" => &[Format::Postfix],
+            "qmail" => &[Format::Qmail],
+            "exim" => &[Format::Exim],
+            "sendmail" => &[Format::Sendmail],
+            "messaging_server" => &[Format::MessagingServer],
+            "hosting" => &[Format::HostingSmtp, Format::HostingDelivery],
+            "spamdyke" => &[Format::Spamdyke],
+            other => panic!("fixture directory {other} has no format here"),
+        }
+    };
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for dir in std::fs::read_dir(root).unwrap().flatten() {
+        if !dir.path().is_dir() {
+            continue;
+        }
+        let name = dir.file_name().into_string().unwrap();
+        let expected = own(&name);
+        for file in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let path = file.path();
+            if path.extension().is_none_or(|x| x != "log") {
+                continue;
+            }
+            let text = std::fs::read(&path).unwrap();
+            for line in text.split(|&b| b == b'\n') {
+                let found: Vec<Format> = Format::ALL
+                    .into_iter()
+                    .filter(|f| f.recognizes(line))
+                    .collect();
+                checked += 1;
+                if found.len() > 1 || found.iter().any(|f| !expected.contains(f)) {
+                    wrong.push(format!(
+                        "{name}/{}: {found:?}: {}",
+                        path.file_name().unwrap().to_string_lossy(),
+                        String::from_utf8_lossy(line)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(checked > 3000, "only {checked} lines");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

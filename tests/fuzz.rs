@@ -29,14 +29,8 @@ fn real_lines() -> Vec<Vec<u8>> {
 
 fn pipeline() -> Pipeline {
     let spec = [
-        SourceSpec {
-            name: "fuzz".into(),
-            format: Some(Format::Postfix),
-        },
-        SourceSpec {
-            name: "fuzz-auto".into(),
-            format: None,
-        },
+        SourceSpec::new("fuzz", Some(Format::Postfix)),
+        SourceSpec::new("fuzz-auto", None),
     ];
     Pipeline::new(
         Arc::new(Metrics::new(&BuildInfo::CURRENT)),

@@ -25,11 +25,10 @@ struct Replay {
 impl Replay {
     fn new(format: Option<&str>) -> Replay {
         let metrics = Arc::new(Metrics::new(&BuildInfo::CURRENT));
-        let spec = SourceSpec {
-            name: "test".into(),
-            format: format
-                .map(|f| maillog_exporter::parser::Format::from_name(f).expect("a format name")),
-        };
+        let spec = SourceSpec::new(
+            "test",
+            format.map(|f| maillog_exporter::parser::Format::from_name(f).expect("a format name")),
+        );
         let pipeline = Pipeline::new(
             metrics.clone(),
             &[spec],

@@ -10,6 +10,8 @@ mod exim_live;
 mod exim_sendmail;
 mod fuzz;
 mod golden;
+mod hosting;
+mod messaging_server;
 mod postfix_coverage;
 mod postfix_live;
 mod process;

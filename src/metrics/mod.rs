@@ -98,6 +98,12 @@ pub struct Metrics {
     smtp_connections_open: IntGaugeVec,
     /// Most SMTP connections the connection server accepts at once.
     smtp_connection_limit: IntGaugeVec,
+    /// SMTP connections opened, by direction (inbound: server, outbound: client).
+    smtp_connections_opened: IntCounterVec,
+    /// SMTP connections closed, by direction.
+    smtp_connections_closed: IntCounterVec,
+    /// SMTP connections open now by direction, counted from open and close records.
+    smtp_connections_current: IntGaugeVec,
     /// SMTP sessions that ended abnormally, by kind and the last command.
     smtp_session_errors: IntCounterVec,
     /// Commands rejected by the SMTP server, by stage and SMTP reply code.
@@ -110,6 +116,18 @@ pub struct Metrics {
     outbound_connect_errors: IntCounterVec,
     /// Anti-spam decisions by filter, verdict and reason.
     spam_verdicts: IntCounterVec,
+    /// Anti-spam decisions by how the client was connected: encryption and whether it authenticated.
+    spam_filter_clients: IntCounterVec,
+    /// SMTP transactions (MAIL commands) logged, by service.
+    smtp_transactions: IntCounterVec,
+    /// Recipients (RCPT commands) the SMTP server accepted or rejected, by service.
+    smtp_recipients: IntCounterVec,
+    /// Messages the SMTP server accepted and queued, by service.
+    smtp_messages_accepted: IntCounterVec,
+    /// Recipient checks the SMTP server logged, by result and detail.
+    smtp_recipient_checks: IntCounterVec,
+    /// Messages submitted by an authenticated SMTP client, once per message.
+    authenticated_submissions: IntCounterVec,
     /// Notifications generated for senders or the postmaster, by kind.
     bounce_notifications: IntCounterVec,
     /// Bounces discarded because they could not be delivered either.
@@ -250,12 +268,21 @@ impl Metrics {
             smtp_connections: counter(&r, "mail_smtp_connections_total", "SMTP connections accepted by a server process, by service.", &["mta", "service"]),
             smtp_connections_open: gauge(&r, "mail_smtp_connections_open", "SMTP connections open now, as last logged by the connection server.", &["mta", "service"]),
             smtp_connection_limit: gauge(&r, "mail_smtp_connection_limit", "Most SMTP connections the connection server accepts at once, as last logged.", &["mta", "service"]),
+            smtp_connections_opened: counter(&r, "mail_smtp_connections_opened_total", "SMTP connections opened, by direction (inbound: to the server, outbound: by the client), as logged by the MTA.", &["mta", "service", "direction"]),
+            smtp_connections_closed: counter(&r, "mail_smtp_connections_closed_total", "SMTP connections closed, by direction, as logged by the MTA.", &["mta", "service", "direction"]),
+            smtp_connections_current: gauge(&r, "mail_smtp_connections_current", "SMTP connections open now, by direction: opened minus closed as the exporter saw them (never below 0).", &["mta", "service", "direction"]),
             smtp_session_errors: counter(&r, "mail_smtp_session_errors_total", "SMTP sessions that ended abnormally (lost_connection, timeout, too_many_errors), by the last command.", &["mta", "service", "kind", "after"]),
             smtp_rejects: counter(&r, "mail_smtp_rejects_total", "Commands or messages rejected by the SMTP server, by stage and SMTP reply code.", &["mta", "service", "stage", "code"]),
             auth_failures: counter(&r, "mail_auth_failures_total", "Failed SMTP AUTH attempts, by SASL mechanism.", &["mta", "service", "mechanism"]),
             tls_connections: counter(&r, "mail_smtp_tls_connections_total", "TLS sessions established, inbound (server) and outbound (client).", &["mta", "service", "direction"]),
             outbound_connect_errors: counter(&r, "mail_smtp_outbound_connect_errors_total", "Outbound connection attempts that failed, by error (timeout, refused, unreachable, other).", &["mta", "transport", "error"]),
             spam_verdicts: counter(&r, "mail_spam_verdicts_total", "Anti-spam decisions by filter, verdict (allowed, denied) and reason.", &["filter", "verdict", "reason"]),
+            spam_filter_clients: counter(&r, "mail_spam_filter_clients_total", "Anti-spam decisions by the client's encryption (none, tls, ssl, tls_passthrough, other) and whether it authenticated (true, false).", &["filter", "encryption", "authenticated"]),
+            smtp_transactions: counter(&r, "mail_smtp_transactions_total", "SMTP transactions (MAIL commands) logged by the SMTP server, by service.", &["mta", "service"]),
+            smtp_recipients: counter(&r, "mail_smtp_recipients_total", "Recipients (RCPT commands) the SMTP server accepted or rejected, by service.", &["mta", "service", "result"]),
+            smtp_messages_accepted: counter(&r, "mail_smtp_messages_accepted_total", "Messages the SMTP server accepted and queued, by service.", &["mta", "service"]),
+            smtp_recipient_checks: counter(&r, "mail_smtp_recipient_checks_total", "Recipient checks logged by the SMTP server, by result (accepted, rejected, other) and detail (existing_recipient, other).", &["mta", "service", "result", "detail"]),
+            authenticated_submissions: counter(&r, "mail_authenticated_submissions_total", "Messages submitted by an authenticated SMTP client, counted once per message.", &["mta"]),
             bounce_notifications: counter(&r, "mail_bounce_notifications_total", "Notifications the MTA generated (non_delivery, delay, success).", &["mta", "kind"]),
             bounces_discarded: counter(&r, "mail_bounces_discarded_total", "Bounces the MTA discarded because they could not be delivered either (qmail triple bounce).", &["mta"]),
             messages_frozen: counter(&r, "mail_messages_frozen_total", "Messages whose delivery the MTA suspended until an administrator or a timer thaws them (Exim: Frozen).", &["mta"]),
@@ -434,18 +461,22 @@ impl Metrics {
 
     /// Handles for one (mta, transport, status): the delivery counter, its
     /// delay histogram and (for final outcomes) the attempts histogram.
+    /// `with_attempts` is false for formats that cannot count attempts (no
+    /// queue id to count them under), so no series is created that could
+    /// never move.
     pub fn delivery_handles(
         &self,
         mta: &str,
         transport: &str,
         status: DeliveryStatus,
+        with_attempts: bool,
     ) -> DeliveryHandles {
         let transport = self.bounded("transport", transport);
         let labels = [mta, transport, status.as_str()];
         DeliveryHandles {
             count: self.deliveries.with_label_values(&labels),
             delay: self.delivery_delay.with_label_values(&labels),
-            attempts: self.delivery_attempts.with_label_values(&labels),
+            attempts: with_attempts.then(|| self.delivery_attempts.with_label_values(&labels)),
         }
     }
 
@@ -465,6 +496,23 @@ impl Metrics {
         self.smtp_connections
             .with_label_values(&[mta, service])
             .inc();
+    }
+
+    /// Handles of one (mta, service, direction): connections opened,
+    /// closed, and open now.
+    pub fn connection_handles(
+        &self,
+        mta: &str,
+        service: &str,
+        direction: Direction,
+    ) -> ConnectionHandles {
+        let service = self.bounded("connection_service", service);
+        let labels = [mta, service, direction.as_str()];
+        ConnectionHandles {
+            opened: self.smtp_connections_opened.with_label_values(&labels),
+            closed: self.smtp_connections_closed.with_label_values(&labels),
+            current: self.smtp_connections_current.with_label_values(&labels),
+        }
     }
 
     pub fn smtp_session_error(&self, mta: &str, service: &str, kind: SessionError, after: &str) {
@@ -501,6 +549,74 @@ impl Metrics {
         let transport = self.bounded("transport", transport);
         self.outbound_connect_errors
             .with_label_values(&[mta, transport, error])
+            .inc();
+    }
+
+    /// Creates the series of a hosting-style SMTP log source at zero and
+    /// returns its handles, looked up once.
+    pub fn smtp_source_handles(&self, mta: &str, service: &str) -> SmtpSourceHandles {
+        let service = self.bounded("service", service);
+        SmtpSourceHandles {
+            transactions: self.smtp_transactions.with_label_values(&[mta, service]),
+            recipients_accepted: self
+                .smtp_recipients
+                .with_label_values(&[mta, service, "accepted"]),
+            recipients_rejected: self
+                .smtp_recipients
+                .with_label_values(&[mta, service, "rejected"]),
+            messages_accepted: self
+                .smtp_messages_accepted
+                .with_label_values(&[mta, service]),
+            received: self.messages_received.with_label_values(&[mta]),
+            size: self.message_size.with_label_values(&[mta]),
+        }
+    }
+
+    pub fn recipient_check(&self, mta: &str, service: &str, result: &str, detail: &str) {
+        let service = self.bounded("service", service);
+        self.smtp_recipient_checks
+            .with_label_values(&[mta, service, result, detail])
+            .inc();
+    }
+
+    /// Creates the delivery-log series that exist at zero: deliveries by
+    /// channel and status, and authenticated submissions.
+    pub fn init_sequential_deliveries(&self, mta: &str) {
+        for transport in ["local", "remote"] {
+            for status in [
+                DeliveryStatus::Sent,
+                DeliveryStatus::Deferred,
+                DeliveryStatus::Bounced,
+            ] {
+                self.deliveries
+                    .with_label_values(&[mta, transport, status.as_str()]);
+            }
+        }
+        self.authenticated_submissions.with_label_values(&[mta]);
+    }
+
+    pub fn authenticated_submission(&self, mta: &str) {
+        self.authenticated_submissions
+            .with_label_values(&[mta])
+            .inc();
+    }
+
+    /// Creates the series of an anti-spam filter that exist at zero: its
+    /// `allowed_reason` verdict and unencrypted, unauthenticated clients.
+    pub fn init_spam_filter(&self, filter: &str, allowed_reason: &str) {
+        self.spam_verdicts
+            .with_label_values(&[filter, Verdict::Allowed.as_str(), allowed_reason]);
+        self.spam_filter_clients
+            .with_label_values(&[filter, "none", "false"]);
+    }
+
+    pub fn spam_filter_client(&self, filter: &str, encryption: &str, authenticated: bool) {
+        self.spam_filter_clients
+            .with_label_values(&[
+                filter,
+                encryption,
+                if authenticated { "true" } else { "false" },
+            ])
             .inc();
     }
 
@@ -594,12 +710,33 @@ fn reply_code_label(code: u16, buf: &mut [u8; 3]) -> &str {
     std::str::from_utf8(buf).unwrap_or("other")
 }
 
+/// Handles for one (mta, service, direction) of counted connections.
+#[derive(Clone)]
+pub struct ConnectionHandles {
+    pub opened: IntCounter,
+    pub closed: IntCounter,
+    pub current: IntGauge,
+}
+
 /// Handles for one (mta, transport, status) delivery series.
 #[derive(Clone)]
 pub struct DeliveryHandles {
     pub count: IntCounter,
     pub delay: Histogram,
-    pub attempts: Histogram,
+    pub attempts: Option<Histogram>,
+}
+
+/// Handles of one SMTP-log source (hosting SMTP log), for its service.
+#[derive(Clone)]
+pub struct SmtpSourceHandles {
+    pub transactions: IntCounter,
+    pub recipients_accepted: IntCounter,
+    pub recipients_rejected: IntCounter,
+    pub messages_accepted: IntCounter,
+    /// `mail_messages_received_total` of the MTA.
+    pub received: IntCounter,
+    /// `mail_message_size_bytes` of the MTA.
+    pub size: Histogram,
 }
 
 /// Reports source events as logs and metrics, naming each source by its

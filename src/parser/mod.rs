@@ -10,9 +10,12 @@
 //! [`Format`] names the formats, detects them from content and dispatches.
 
 pub mod exim;
+pub mod hosting;
+pub mod messaging_server;
 pub mod postfix;
 pub mod qmail;
 pub mod sendmail;
+pub mod spamdyke;
 pub mod time;
 
 use crate::event::Events;
@@ -64,15 +67,28 @@ pub enum Format {
     Exim,
     /// Sendmail (`sendmail`, `sm-mta`) via syslog.
     Sendmail,
+    /// Sun Java System / Oracle Messaging Server MTA transaction log;
+    /// folded records are joined by [`messaging_server::RecordJoiner`].
+    MessagingServer,
+    /// A hosting provider's per-port SMTP log (`date, from|to|check|size|resp, …`).
+    HostingSmtp,
+    /// A hosting provider's delivery log (`date, init|try|result, …`).
+    HostingDelivery,
+    /// spamdyke's decision lines via syslog or multilog.
+    Spamdyke,
 }
 
 impl Format {
     /// Every format, in detection order.
-    pub const ALL: [Format; 4] = [
+    pub const ALL: [Format; 8] = [
         Format::Postfix,
         Format::Qmail,
         Format::Exim,
         Format::Sendmail,
+        Format::MessagingServer,
+        Format::HostingSmtp,
+        Format::HostingDelivery,
+        Format::Spamdyke,
     ];
 
     /// The name used by `--log.format` and the `format` label.
@@ -82,17 +98,47 @@ impl Format {
             Format::Qmail => "qmail",
             Format::Exim => "exim",
             Format::Sendmail => "sendmail",
+            Format::MessagingServer => "messaging_server",
+            Format::HostingSmtp => "hosting_smtp",
+            Format::HostingDelivery => "hosting_delivery",
+            Format::Spamdyke => "spamdyke",
         }
     }
 
-    /// The `mta` label value of this format's metrics.
+    /// The `mta` label value of this format's metrics. Both hosting logs
+    /// are one platform (`hosting`); spamdyke only runs in front of
+    /// qmail-smtpd, so its own problems count under `qmail`.
     pub fn mta(self) -> &'static str {
         match self {
             Format::Postfix => "postfix",
-            Format::Qmail => "qmail",
+            Format::Qmail | Format::Spamdyke => "qmail",
             Format::Exim => "exim",
             Format::Sendmail => "sendmail",
+            Format::MessagingServer => "messaging_server",
+            Format::HostingSmtp | Format::HostingDelivery => "hosting",
         }
+    }
+
+    /// Whether the format logs the queue itself (arrival, removal,
+    /// expiry, notifications), so the per-MTA queue series
+    /// (`mail_messages_received_total`, `mail_queue_messages`…) exist at
+    /// zero for it. Exim logs arrivals and `Completed`; Sendmail logs no
+    /// removal, and the hosting logs and spamdyke log no queue: a series
+    /// that can never move is not created for them.
+    pub fn logs_queue(self) -> bool {
+        matches!(
+            self,
+            Format::Postfix | Format::Qmail | Format::Exim | Format::MessagingServer
+        )
+    }
+
+    /// Whether the format's deliveries name the message and recipient they
+    /// belong to, so deferrals can be counted per recipient and
+    /// `mail_delivery_attempts` observed at the final outcome. Sendmail
+    /// does (its `to=` lines carry the queue id) although it logs no
+    /// removal; the hosting delivery log has no message id.
+    pub fn counts_attempts(self) -> bool {
+        self.logs_queue() || self == Format::Sendmail
     }
 
     /// The format called `name` (case-insensitive).
@@ -107,14 +153,25 @@ impl Format {
         Format::ALL.map(Format::name).join(", ")
     }
 
-    /// Parses one line of this format.
+    /// Parses one line of this format (for [`Format::MessagingServer`],
+    /// one record: see [`Format::joins_lines`]).
     pub fn parse(self, line: &[u8]) -> ParsedLine<'_> {
         match self {
             Format::Postfix => postfix::parse(line),
             Format::Qmail => qmail::parse(line),
             Format::Exim => exim::parse(line),
             Format::Sendmail => sendmail::parse(line),
+            Format::MessagingServer => messaging_server::parse(line),
+            Format::HostingSmtp => hosting::parse_smtp(line),
+            Format::HostingDelivery => hosting::parse_delivery(line),
+            Format::Spamdyke => spamdyke::parse(line),
         }
+    }
+
+    /// Whether the format's records may be folded over several lines, so
+    /// lines must be joined into records before [`Format::parse`].
+    pub fn joins_lines(self) -> bool {
+        self == Format::MessagingServer
     }
 
     /// Whether `line` is unmistakably a line of this format (used to detect
@@ -125,6 +182,10 @@ impl Format {
             Format::Qmail => qmail::recognizes(line),
             Format::Exim => exim::recognizes(line),
             Format::Sendmail => sendmail::recognizes(line),
+            Format::MessagingServer => messaging_server::recognizes(line),
+            Format::HostingSmtp => hosting::recognizes_smtp(line),
+            Format::HostingDelivery => hosting::recognizes_delivery(line),
+            Format::Spamdyke => spamdyke::recognizes(line),
         }
     }
 

@@ -23,8 +23,21 @@
 //! message under a tracked queue id ([`Correlator::new_message`]), a new
 //! delivery under a tracked delivery id, and every delivery of a source
 //! when its queue manager exits ([`Correlator::queue_manager_exited`]).
+//!
+//! Some logs join lines by position, not by id (the hosting provider
+//! logs): the SMTP log writes each command (`from`, `to`, `size`) and then
+//! the server's reply (`resp`) on the next line, without a session id, and
+//! the delivery log writes `init` for a message and then its `try` lines
+//! without the message's id. For these the correlator keeps a small
+//! context per source ([`SequentialState`]: the command awaiting its reply,
+//! the size of the message data, the time of the last `init`), so a reply
+//! becomes an accepted or refused recipient, a refusal at the right stage
+//! or a queued message with its size, and a delivery result gets its delay
+//! from `init`. There is one context per configured source, so this state
+//! is bounded by the configuration; it is overwritten as the log goes on
+//! and needs no expiry.
 
-use crate::event::DeliveryStatus;
+use crate::event::{DeliveryStatus, RejectStage};
 use hashbrown::{Equivalent, HashMap};
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
@@ -106,6 +119,10 @@ struct MessageState {
     expired_seen: bool,
     /// Deferred attempts so far, per recipient (by address hash).
     deferrals: Vec<(u64, u32)>,
+    /// Recipients enqueued (Messaging Server `E` records) and those of
+    /// them still waiting for a final outcome.
+    enqueued: u32,
+    pending: u32,
 }
 
 impl MessageState {
@@ -115,6 +132,8 @@ impl MessageState {
             envelope_seen: false,
             expired_seen: false,
             deferrals: Vec::new(),
+            enqueued: 0,
+            pending: 0,
         }
     }
 
@@ -144,9 +163,52 @@ struct DeliveryKey {
 
 #[derive(Debug)]
 struct DeliveryState {
-    queue_id: Box<str>,
+    owner: DeliveryOwner,
     transport: &'static str,
-    recipient_hash: u64,
+}
+
+/// What a tracked delivery belongs to.
+#[derive(Debug)]
+enum DeliveryOwner {
+    /// A message tracked by queue id (qmail `starting delivery D: msg M`).
+    Message {
+        queue_id: Box<str>,
+        recipient_hash: u64,
+    },
+    /// The message of the source's last `init` (hosting delivery log),
+    /// which has no id: only the time of that `init`, if it was seen.
+    Sequential { init_time: Option<f64> },
+}
+
+/// Per-source context of the logs that join lines by position.
+#[derive(Debug, Default)]
+struct SequentialState {
+    /// Stage of the SMTP command whose reply is awaited.
+    awaiting_reply: Option<RejectStage>,
+    /// Size of the message data, from the `size` line before its reply.
+    data_size: Option<u64>,
+    /// Time of the last delivery-log `init`.
+    init_time: Option<f64>,
+    /// Whether that message was already counted as an authenticated
+    /// submission.
+    init_authenticated: bool,
+}
+
+/// What a reply on a position-joined SMTP log means, given the command it
+/// answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpReplyOutcome {
+    /// Nothing to count (a positive reply to `MAIL`, an intermediate reply).
+    Nothing,
+    /// A positive reply to `RCPT`.
+    RecipientAccepted,
+    /// A 4xx/5xx reply to `RCPT`: a refused recipient and a reject at RCPT.
+    RecipientRejected,
+    /// A 4xx/5xx reply to the command of this stage (`other` when no
+    /// command was awaiting a reply).
+    Rejected(RejectStage),
+    /// The message was queued; its size if the `size` line came before.
+    MessageQueued { size: Option<u64> },
 }
 
 /// What happened when a message left the queue.
@@ -154,6 +216,27 @@ struct DeliveryState {
 pub struct Departure {
     /// Seconds from arrival to removal, if the arrival was seen.
     pub queue_seconds: Option<f64>,
+}
+
+/// What the correlator knows about a delivery attempt of an enqueued
+/// recipient ([`Correlator::dequeued`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dequeued {
+    /// Seconds from the message's first enqueue, if it was seen.
+    pub delay: Option<f64>,
+    /// For a final outcome: 1 + the deferrals seen for this recipient.
+    pub attempts: Option<u32>,
+    /// The message's last enqueued recipient is done: it left the queue.
+    pub departure: Option<EnqueuedDeparture>,
+}
+
+/// A message whose enqueued recipients are all done.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EnqueuedDeparture {
+    /// Seconds from its first enqueue to its last final outcome.
+    pub queue_seconds: f64,
+    /// Recipients enqueued (records seen).
+    pub recipients: u32,
 }
 
 /// A delivery whose result was logged under its delivery id, completed
@@ -345,6 +428,7 @@ pub struct Correlator {
     settings: StateSettings,
     messages: Table<MessageKey, MessageState>,
     deliveries: Table<DeliveryKey, DeliveryState>,
+    sequential: Vec<SequentialState>,
     now: f64,
 }
 
@@ -357,6 +441,7 @@ impl Correlator {
             },
             messages: Table::new(),
             deliveries: Table::new(),
+            sequential: Vec::new(),
             now: f64::MIN,
         }
     }
@@ -515,9 +600,11 @@ impl Correlator {
         };
         self.deliveries.retire(&key, Eviction::IdReused);
         let state = DeliveryState {
-            queue_id: queue_id.into(),
+            owner: DeliveryOwner::Message {
+                queue_id: queue_id.into(),
+                recipient_hash: address_hash(recipient),
+            },
             transport,
-            recipient_hash: address_hash(recipient),
         };
         self.deliveries
             .insert(key, group, time, state, self.settings.max_messages);
@@ -541,14 +628,27 @@ impl Correlator {
             source,
             delivery_id,
         })?;
-        let message = self.entry(source, &delivery.queue_id, group, time);
+        let (queue_id, recipient_hash) = match delivery.owner {
+            DeliveryOwner::Message {
+                queue_id,
+                recipient_hash,
+            } => (queue_id, recipient_hash),
+            DeliveryOwner::Sequential { init_time } => {
+                return Some(FinishedDelivery {
+                    transport: delivery.transport,
+                    delay: init_time.map(|t| (time - t).max(0.0)),
+                    attempts: None,
+                });
+            }
+        };
+        let message = self.entry(source, &queue_id, group, time);
         let delay = message
             .value
             .received
             .then(|| (time - message.created).max(0.0));
         let attempts = message
             .value
-            .attempt(delivery.recipient_hash, status == DeliveryStatus::Deferred);
+            .attempt(recipient_hash, status == DeliveryStatus::Deferred);
         Some(FinishedDelivery {
             transport: delivery.transport,
             delay,
@@ -556,11 +656,185 @@ impl Correlator {
         })
     }
 
+    /// The position-joined context of `source`.
+    fn sequential(&mut self, source: u32) -> &mut SequentialState {
+        let i = source as usize;
+        if self.sequential.len() <= i {
+            self.sequential.resize_with(i + 1, SequentialState::default);
+        }
+        &mut self.sequential[i]
+    }
+
+    /// An SMTP command was logged; its reply comes later. True when it
+    /// starts a transaction (`MAIL`).
+    pub fn smtp_command(&mut self, source: u32, stage: RejectStage, size: Option<u64>) -> bool {
+        let ctx = self.sequential(source);
+        ctx.awaiting_reply = Some(stage);
+        if stage == RejectStage::Mail {
+            ctx.data_size = None;
+        }
+        if size.is_some() {
+            ctx.data_size = size;
+        }
+        stage == RejectStage::Mail
+    }
+
+    /// The server checked a recipient: the reply that follows answers its
+    /// `RCPT`.
+    pub fn recipient_checked(&mut self, source: u32) {
+        self.sequential(source).awaiting_reply = Some(RejectStage::Rcpt);
+    }
+
+    /// The server replied `code` to the source's last command.
+    pub fn smtp_reply(&mut self, source: u32, code: u16, queued: bool) -> SmtpReplyOutcome {
+        let ctx = self.sequential(source);
+        let awaiting = ctx.awaiting_reply.take();
+        if queued {
+            let size = ctx.data_size.take();
+            return SmtpReplyOutcome::MessageQueued {
+                size: size.filter(|_| awaiting == Some(RejectStage::EndOfMessage)),
+            };
+        }
+        let refused = matches!(code / 100, 4 | 5);
+        if refused && awaiting == Some(RejectStage::EndOfMessage) {
+            ctx.data_size = None;
+        }
+        match (awaiting, refused) {
+            (Some(RejectStage::Rcpt), false) if code / 100 == 2 => {
+                SmtpReplyOutcome::RecipientAccepted
+            }
+            (Some(RejectStage::Rcpt), true) => SmtpReplyOutcome::RecipientRejected,
+            (Some(stage), true) => SmtpReplyOutcome::Rejected(stage),
+            (None, true) => SmtpReplyOutcome::Rejected(RejectStage::Other),
+            _ => SmtpReplyOutcome::Nothing,
+        }
+    }
+
+    /// A message's deliveries begin (delivery-log `init`).
+    pub fn deliveries_init(&mut self, source: u32, time: f64) {
+        self.advance(time);
+        let ctx = self.sequential(source);
+        ctx.init_time = Some(time);
+        ctx.init_authenticated = false;
+    }
+
+    /// A delivery attempt started under `delivery_id` for the message of
+    /// the source's last `init`. A delivery still tracked under that id is
+    /// retired.
+    pub fn sequential_delivery_started(
+        &mut self,
+        source: u32,
+        delivery_id: u64,
+        group: u8,
+        transport: &'static str,
+        time: f64,
+    ) {
+        self.advance(time);
+        let horizon = time - self.settings.ttl_seconds;
+        let init_time = self.sequential(source).init_time.filter(|t| *t >= horizon);
+        let key = DeliveryKey {
+            source,
+            delivery_id,
+        };
+        self.deliveries.retire(&key, Eviction::IdReused);
+        let state = DeliveryState {
+            owner: DeliveryOwner::Sequential { init_time },
+            transport,
+        };
+        self.deliveries
+            .insert(key, group, time, state, self.settings.max_messages);
+    }
+
+    /// The message of the source's last `init` was submitted by an
+    /// authenticated client. True the first time for that message (or
+    /// every time when no `init` was seen).
+    pub fn authenticated_submission(&mut self, source: u32) -> bool {
+        let ctx = self.sequential(source);
+        if ctx.init_time.is_none() {
+            return true;
+        }
+        !std::mem::replace(&mut ctx.init_authenticated, true)
+    }
+
     /// The queue manager of `source` exited: every delivery it had not
     /// reported is void (delivery ids start again at 1).
     pub fn queue_manager_exited(&mut self, source: u32) {
         self.deliveries
             .retire_where(|k| k.source == source, Eviction::Restart);
+    }
+
+    /// A recipient of a message was enqueued (Messaging Server `E`). True
+    /// the first time for this message: count it received once however
+    /// many recipients and queue files it has.
+    pub fn enqueued(&mut self, source: u32, message: &str, group: u8, time: f64) -> bool {
+        let entry = self.entry(source, message, group, time);
+        let state = &mut entry.value;
+        state.enqueued = state.enqueued.saturating_add(1);
+        state.pending = state.pending.saturating_add(1);
+        if state.received {
+            return false;
+        }
+        state.received = true;
+        entry.created = entry.created.min(time);
+        true
+    }
+
+    /// A delivery attempt of an enqueued recipient ended. A final outcome
+    /// completes the recipient; when it was the message's last one, the
+    /// message leaves the queue and its state is dropped. A final outcome
+    /// of a message never seen creates no state.
+    #[allow(clippy::too_many_arguments)] // one plain value per fact of the record
+    pub fn dequeued(
+        &mut self,
+        source: u32,
+        message: &str,
+        group: u8,
+        recipient: &str,
+        status: DeliveryStatus,
+        time: f64,
+    ) -> Dequeued {
+        self.advance(time);
+        let deferred = status == DeliveryStatus::Deferred;
+        let probe = KeyRef {
+            source,
+            queue_id: message,
+        };
+        if !deferred && !self.messages.contains(&probe) {
+            return Dequeued {
+                delay: None,
+                attempts: Some(1),
+                departure: None,
+            };
+        }
+        let entry = self.entry(source, message, group, time);
+        let delay = entry
+            .value
+            .received
+            .then(|| (time - entry.created).max(0.0));
+        let attempts = entry.value.attempt(address_hash(recipient), deferred);
+        let state = &mut entry.value;
+        let done = if deferred {
+            false
+        } else if state.received {
+            state.pending = state.pending.saturating_sub(1);
+            state.pending == 0
+        } else {
+            state.deferrals.is_empty()
+        };
+        let mut departure = None;
+        if done {
+            if let Some(e) = self.messages.remove(&probe) {
+                departure = e.value.received.then(|| EnqueuedDeparture {
+                    queue_seconds: (time - e.created).max(0.0),
+                    recipients: e.value.enqueued,
+                });
+            }
+        }
+        Dequeued {
+            delay,
+            attempts,
+            departure,
+        }
     }
 
     /// The message left the queue; its state is dropped. `None` if the
@@ -610,6 +884,121 @@ mod tests {
         );
         assert_eq!(c.count_in_group(0), 0);
         assert_eq!(c.removed(0, "A1", 131.0), None);
+    }
+
+    #[test]
+    fn enqueued_recipients_complete_the_message() {
+        let mut c = small(10, 1000.0);
+        assert!(c.enqueued(0, "<m@x>", 2, 10.0));
+        assert!(!c.enqueued(0, "<m@x>", 2, 10.0));
+        let d = c.dequeued(0, "<m@x>", 2, "a@x", DeliveryStatus::Deferred, 12.0);
+        assert_eq!(d.delay, Some(2.0));
+        assert_eq!(d.attempts, None);
+        let d = c.dequeued(0, "<m@x>", 2, "a@x", DeliveryStatus::Sent, 15.0);
+        assert_eq!(
+            (d.delay, d.attempts, d.departure),
+            (Some(5.0), Some(2), None)
+        );
+        let d = c.dequeued(0, "<m@x>", 2, "b@x", DeliveryStatus::Bounced, 20.0);
+        assert_eq!(
+            d.departure,
+            Some(EnqueuedDeparture {
+                queue_seconds: 10.0,
+                recipients: 2
+            })
+        );
+        assert!(c.is_empty());
+        // The outcome of a message never seen leaves nothing behind.
+        let d = c.dequeued(0, "<n@x>", 2, "a@x", DeliveryStatus::Sent, 21.0);
+        assert_eq!((d.delay, d.attempts, d.departure), (None, Some(1), None));
+        assert!(c.is_empty());
+        c.dequeued(0, "<n@x>", 2, "a@x", DeliveryStatus::Deferred, 22.0);
+        let d = c.dequeued(0, "<n@x>", 2, "a@x", DeliveryStatus::Sent, 23.0);
+        assert_eq!((d.delay, d.attempts), (None, Some(2)));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn smtp_replies_are_read_against_the_source_command() {
+        let mut c = small(10, 1000.0);
+        assert!(c.smtp_command(0, RejectStage::Mail, None));
+        assert_eq!(c.smtp_reply(0, 250, false), SmtpReplyOutcome::Nothing);
+        assert!(!c.smtp_command(0, RejectStage::Rcpt, None));
+        // Another source's lines in between do not disturb this one.
+        assert!(c.smtp_command(1, RejectStage::Mail, None));
+        c.recipient_checked(0);
+        assert_eq!(
+            c.smtp_reply(0, 250, false),
+            SmtpReplyOutcome::RecipientAccepted
+        );
+        assert_eq!(
+            c.smtp_reply(1, 553, false),
+            SmtpReplyOutcome::Rejected(RejectStage::Mail)
+        );
+        c.smtp_command(0, RejectStage::Rcpt, None);
+        assert_eq!(
+            c.smtp_reply(0, 554, false),
+            SmtpReplyOutcome::RecipientRejected
+        );
+        // A second reply to one command has no command left.
+        assert_eq!(
+            c.smtp_reply(0, 421, false),
+            SmtpReplyOutcome::Rejected(RejectStage::Other)
+        );
+        c.smtp_command(0, RejectStage::EndOfMessage, Some(620));
+        assert_eq!(
+            c.smtp_reply(0, 250, true),
+            SmtpReplyOutcome::MessageQueued { size: Some(620) }
+        );
+        // A queued reply without a `size` line has no size.
+        assert_eq!(
+            c.smtp_reply(0, 250, true),
+            SmtpReplyOutcome::MessageQueued { size: None }
+        );
+        // A new transaction forgets an unanswered size.
+        c.smtp_command(0, RejectStage::EndOfMessage, Some(1));
+        c.smtp_command(0, RejectStage::Mail, None);
+        assert_eq!(
+            c.smtp_reply(0, 250, true),
+            SmtpReplyOutcome::MessageQueued { size: None }
+        );
+    }
+
+    #[test]
+    fn sequential_deliveries_take_their_delay_from_init() {
+        let mut c = small(10, 1000.0);
+        c.sequential_delivery_started(0, 1, 3, "local", 5.0);
+        assert_eq!(
+            c.delivery_finished(0, 1, DeliveryStatus::Sent, 6.0),
+            Some(FinishedDelivery {
+                transport: "local",
+                delay: None,
+                attempts: None
+            })
+        );
+        c.deliveries_init(0, 10.0);
+        c.sequential_delivery_started(0, 2, 3, "remote", 11.0);
+        assert_eq!(
+            c.delivery_finished(0, 2, DeliveryStatus::Deferred, 14.5),
+            Some(FinishedDelivery {
+                transport: "remote",
+                delay: Some(4.5),
+                attempts: None
+            })
+        );
+        assert!(c.authenticated_submission(0));
+        assert!(!c.authenticated_submission(0));
+        c.deliveries_init(0, 20.0);
+        assert!(c.authenticated_submission(0));
+        // An `init` older than the TTL gives no delay.
+        c.sequential_delivery_started(0, 3, 3, "local", 2000.0);
+        assert_eq!(
+            c.delivery_finished(0, 3, DeliveryStatus::Sent, 2001.0)
+                .and_then(|f| f.delay),
+            None
+        );
+        assert_eq!(c.len(), 0);
+        assert_eq!(c.deliveries_len(), 0);
     }
 
     #[test]

@@ -399,13 +399,24 @@ impl Pipeline {
         transport: &str,
         status: DeliveryStatus,
     ) -> &DeliveryHandles {
-        let pos = self
-            .deliveries
-            .iter()
-            .position(|(g, t, s, _)| *g == group && &**t == transport && *s == status);
+        let find = |cache: &[(u8, Box<str>, DeliveryStatus, DeliveryHandles)], name: &str| {
+            cache
+                .iter()
+                .position(|(g, t, s, _)| *g == group && &**t == name && *s == status)
+        };
+        // Past the label cap a new transport is counted as `other`: cache
+        // it under that name, so the cache stays as bounded as the labels.
+        let pos = match find(&self.deliveries, transport) {
+            Some(p) => Some(p),
+            None => {
+                let label = self.metrics.bounded_label("transport", transport);
+                find(&self.deliveries, label)
+            }
+        };
         let pos = match pos {
             Some(p) => p,
             None => {
+                let transport = self.metrics.bounded_label("transport", transport);
                 let format = Format::ALL.get(usize::from(group)).copied();
                 let mta = format.map_or("other", Format::mta);
                 // Attempts are counted per message and recipient: only
@@ -424,21 +435,33 @@ impl Pipeline {
         &self.deliveries[pos].3
     }
 
-    /// Cached gauge pair of `(group, name)` in `cache`, created by `make`.
+    /// Cached gauge pair of `(group, name)` in `cache`, created by `make`
+    /// with the bounded label value (`kind` as in [`Metrics::bounded_label`]),
+    /// so the cache never holds more names than the label cap allows.
     fn gauge_pair<'c>(
         cache: &'c mut Vec<(u8, Box<str>, [IntGauge; 2])>,
+        metrics: &Metrics,
+        kind: &'static str,
         group: u8,
         name: &str,
-        make: impl FnOnce() -> [IntGauge; 2],
+        make: impl FnOnce(&str) -> [IntGauge; 2],
     ) -> &'c [IntGauge; 2] {
-        let pos = match cache
-            .iter()
-            .position(|(g, n, _)| *g == group && &**n == name)
-        {
+        let find = |cache: &[(u8, Box<str>, [IntGauge; 2])], name: &str| {
+            cache
+                .iter()
+                .position(|(g, n, _)| *g == group && &**n == name)
+        };
+        let pos = match find(cache, name) {
             Some(p) => p,
             None => {
-                cache.push((group, name.into(), make()));
-                cache.len() - 1
+                let label = metrics.bounded_label(kind, name);
+                match find(cache, label) {
+                    Some(p) => p,
+                    None => {
+                        cache.push((group, label.into(), make(label)));
+                        cache.len() - 1
+                    }
+                }
             }
         };
         &cache[pos].2
@@ -518,10 +541,14 @@ impl Pipeline {
                 limit,
             } => {
                 let metrics = &self.metrics;
-                let [a, l] =
-                    Self::gauge_pair(&mut self.queue_concurrency, group, transport, || {
-                        metrics.queue_concurrency_handles(mta, transport)
-                    });
+                let [a, l] = Self::gauge_pair(
+                    &mut self.queue_concurrency,
+                    metrics,
+                    "transport",
+                    group,
+                    transport,
+                    |t| metrics.queue_concurrency_handles(mta, t),
+                );
                 a.set(i64::from(active));
                 l.set(i64::from(limit));
             }
@@ -535,9 +562,14 @@ impl Pipeline {
                 limit,
             } => {
                 let metrics = &self.metrics;
-                let [o, l] = Self::gauge_pair(&mut self.smtp_concurrency, group, service, || {
-                    metrics.smtp_concurrency_handles(mta, service)
-                });
+                let [o, l] = Self::gauge_pair(
+                    &mut self.smtp_concurrency,
+                    metrics,
+                    "service",
+                    group,
+                    service,
+                    |s| metrics.smtp_concurrency_handles(mta, s),
+                );
                 o.set(i64::from(open));
                 l.set(i64::from(limit));
             }
@@ -1003,5 +1035,66 @@ mod tests {
             lines_total(&metrics, "unknown", "unparsed"),
             Some(DETECTION_BUFFER_LINES as u64 + 5)
         );
+    }
+}
+
+#[cfg(test)]
+mod label_cap_tests {
+    use super::*;
+    use crate::metrics::{BuildInfo, MAX_FREE_LABEL_VALUES};
+    use crate::parser::time::FixedClock;
+
+    /// A log naming hundreds of transports keeps the handle cache and the
+    /// label set bounded; the surplus is counted as `other`.
+    #[test]
+    fn transport_cache_stays_bounded_by_the_label_cap() {
+        let metrics = Arc::new(Metrics::new(&BuildInfo::CURRENT));
+        let mut p = Pipeline::new(
+            metrics.clone(),
+            &[SourceSpec::new("s", Some(Format::Postfix))],
+            StateSettings::default(),
+            Zone::Fixed(0),
+            Box::new(FixedClock(1_795_000_000.0)),
+        );
+        let n = MAX_FREE_LABEL_VALUES + 100;
+        for i in 0..n {
+            let transport = format!("channel{i}");
+            let queue_id = format!("Q{i}");
+            let delivery = crate::event::Delivery {
+                queue_id: &queue_id,
+                transport: &transport,
+                recipient: "a@b",
+                status: DeliveryStatus::Sent,
+                delay: Some(1.0),
+                stage_delays: None,
+            };
+            p.apply(
+                0,
+                format_index(Format::Postfix),
+                1.0,
+                Event::Delivery(delivery),
+            );
+        }
+        assert!(
+            p.deliveries.len() <= MAX_FREE_LABEL_VALUES + 1,
+            "{}",
+            p.deliveries.len()
+        );
+        let families = metrics.registry().gather();
+        let deliveries = families
+            .iter()
+            .find(|f| f.name() == "mail_deliveries_total")
+            .unwrap();
+        let other = deliveries
+            .get_metric()
+            .iter()
+            .find(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "transport" && l.value() == "other")
+            })
+            .unwrap();
+        assert_eq!(other.get_counter().get_value() as usize, 100);
+        assert_eq!(deliveries.get_metric().len(), MAX_FREE_LABEL_VALUES + 1);
     }
 }

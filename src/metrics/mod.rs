@@ -354,6 +354,13 @@ impl Metrics {
         &self.registry
     }
 
+    /// `value` as a label value of `kind` (`transport`, `service`): itself
+    /// while fewer than [`MAX_FREE_LABEL_VALUES`] distinct values were seen
+    /// or if already seen, else `other`.
+    pub fn bounded_label<'v>(&self, kind: &'static str, value: &'v str) -> &'v str {
+        self.bounded(kind, value)
+    }
+
     fn bounded<'v>(&self, metric: &'static str, value: &'v str) -> &'v str {
         match self.labels.lock() {
             Ok(mut caps) => caps.bounded(metric, value),

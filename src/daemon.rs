@@ -32,6 +32,11 @@ use std::time::Duration;
 /// Batches in flight between readers and the pipeline.
 const CHANNEL_BATCHES: usize = 64;
 
+/// How long readers, the pipeline and the positions writer get to finish
+/// after the HTTP server stopped: with its bounded drain
+/// ([`http::DRAIN_TIMEOUT`], 3 s) the whole shutdown stays under 5 s.
+const READERS_STOP_TIMEOUT: Duration = Duration::from_millis(1500);
+
 /// How often acknowledged positions are saved, when they changed.
 pub const POSITIONS_SAVE_INTERVAL: Duration = Duration::from_secs(3);
 
@@ -220,11 +225,11 @@ pub async fn run(
             let _ = w.join();
         }
     });
-    if tokio::time::timeout(Duration::from_secs(3), joined)
+    if tokio::time::timeout(READERS_STOP_TIMEOUT, joined)
         .await
         .is_err()
     {
-        tracing::warn!("readers did not stop within 3 s; exiting anyway");
+        tracing::warn!("readers did not stop within 1.5 s; exiting anyway");
     }
     served?;
     Ok(())

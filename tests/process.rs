@@ -225,3 +225,28 @@ fn exits_2_and_says_what_to_pass_without_a_log() {
         "{err}"
     );
 }
+
+/// SIGTERM ends the process within 5 s even with a client stuck mid-request
+/// and a poll interval far longer than that.
+#[test]
+fn sigterm_within_5s_despite_stuck_client_and_long_poll_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &lines(0..2));
+    let cfg = config(dir.path(), &log);
+    let exporter = Exporter::start(&[
+        "--config.file",
+        &cfg,
+        "--tail.from-beginning",
+        "--tail.poll-interval",
+        "30s",
+    ]);
+    exporter.wait_for(SENT, 2.0);
+    let mut stuck = std::net::TcpStream::connect(exporter.addr).unwrap();
+    stuck
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let took = exporter.terminate();
+    assert!(took.as_secs_f64() < 5.0, "SIGTERM took {took:?}");
+    drop(stuck);
+}

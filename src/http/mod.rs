@@ -68,7 +68,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a TLS client may take to complete the handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight connections before aborting them.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pause after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
 

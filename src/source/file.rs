@@ -969,9 +969,30 @@ fn run_file_tail(
         if stopping {
             return;
         }
-        match wake_rx.recv_timeout(poll_interval) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(poll_interval),
+        wait_for_wake(&wake_rx, poll_interval, &stop);
+    }
+}
+
+/// Longest the reader sleeps before looking at `stop` again, so shutdown
+/// never waits a whole (possibly long) poll interval.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+
+/// Returns on a wake-up, after `poll_interval`, or soon after `stop` is set.
+fn wait_for_wake(
+    wake_rx: &std::sync::mpsc::Receiver<()>,
+    poll_interval: Duration,
+    stop: &AtomicBool,
+) {
+    let deadline = std::time::Instant::now() + poll_interval;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || stop.load(Ordering::Acquire) {
+            return;
+        }
+        match wake_rx.recv_timeout(left.min(STOP_CHECK)) {
+            Ok(()) => return,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(left.min(STOP_CHECK)),
         }
     }
 }

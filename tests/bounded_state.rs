@@ -1,7 +1,7 @@
 //! Bounded resources: a million messages that never leave the queue stay
 //! within `--state.max-messages`, are evicted oldest first and counted.
 
-use crate::support::metric_value;
+use crate::support::expect_value;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -96,9 +96,7 @@ fn a_million_stuck_messages_stay_within_the_cap_oldest_evicted_first() {
     writer.join().unwrap().unwrap();
     assert!(status.success(), "replay exited with {status}");
 
-    let v = |series: &str| {
-        metric_value(&text, series).unwrap_or_else(|| panic!("{series} missing from the output"))
-    };
+    let v = |series: &str| expect_value(&text, series);
     assert_eq!(v(r#"mail_messages_received_total{mta="postfix"}"#), 1e6);
     assert_eq!(
         v(r#"maillog_lines_total{format="postfix",result="parsed",source="-"}"#),

@@ -15,15 +15,16 @@
 //! promtool and prometheus come from the Debian package `prometheus`
 //! (tests/run.sh installs it); without them these tests fail.
 
+use crate::support::{status_code, try_http_get, wait_until, Exporter, Guard};
 use regex::Regex;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const DASHBOARDS: [&str; 2] = ["maillog-overview.json", "maillog-postfix.json"];
@@ -270,11 +271,11 @@ fn exposed_metrics() -> Exposed {
     };
     exposed.add(&String::from_utf8(out.stdout).unwrap());
 
-    let (mut daemon, addr) = start_exporter(&coverage, &dir.path().join("exporter.stderr"));
+    let mut daemon = start_exporter(&coverage);
     let lines = COVERAGE_LINES.lines().count();
-    let scraped = wait_for(20, "the daemon to read the coverage lines", || {
-        daemon.assert_running(&dir.path().join("exporter.stderr"));
-        let (_, body) = http_get(addr, "/metrics")?;
+    let scraped = wait_until(20, "the daemon to read the coverage lines", || {
+        daemon.assert_running();
+        let body = daemon.scrape()?;
         body.lines()
             .any(|l| {
                 l.starts_with("maillog_lines_total{")
@@ -654,31 +655,6 @@ fn dashboards_match_their_generator() {
 
 // --- End to end with a real Prometheus -------------------------------------
 
-/// A child process killed and reaped on drop, whatever the test's outcome.
-struct Guard {
-    child: Child,
-    what: &'static str,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Guard {
-    fn assert_running(&mut self, log: &Path) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "{} exited with {status}:\n{}",
-                self.what,
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-    }
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -687,15 +663,10 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// GET `path`: (status code, body), or `None` without an HTTP answer.
 fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, body))
+    let (status, body) = try_http_get(addr, path)?;
+    Some((status_code(&status)?, body))
 }
 
 fn encode(s: &str) -> String {
@@ -731,67 +702,16 @@ fn query_one(prom: SocketAddr, promql: &str) -> Option<f64> {
     query(prom, promql).first().map(|(_, v)| *v)
 }
 
-/// Polls `check` every 200 ms until it returns Some, or panics after `secs`.
-fn wait_for<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Starts the exporter following `log` and returns it with its address.
-fn start_exporter(log: &Path, stderr_log: &Path) -> (Guard, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maillog_exporter"))
-        .arg(log)
-        .args([
-            "--log.format",
-            "postfix",
-            "--tail.from-beginning",
-            "--tail.positions-file",
-            "",
-            "--tail.poll-interval",
-            "100ms",
-            "--web.listen-address",
-            "127.0.0.1:0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let guard = Guard {
-        child,
-        what: "maillog_exporter",
-    };
-    let (tx, rx) = mpsc::channel();
-    let copy = stderr_log.to_path_buf();
-    std::thread::spawn(move || {
-        let mut out = std::fs::File::create(copy).unwrap();
-        let ansi = Regex::new(r"\x1b\[[0-9;]*m").unwrap();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let line = ansi.replace_all(&line, "").into_owned();
-            let _ = writeln!(out, "{line}");
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("exporter did not report its listening address");
-        if line.contains("listening") {
-            if let Some(addr) = line.split("addr=").nth(1) {
-                let addr = addr.split_whitespace().next().unwrap().parse().unwrap();
-                return (guard, addr);
-            }
-        }
-    }
+/// Starts the exporter following `log`.
+fn start_exporter(log: &Path) -> Exporter {
+    Exporter::start(&[
+        log.to_str().unwrap(),
+        "--log.format",
+        "postfix",
+        "--tail.from-beginning",
+        "--tail.poll-interval",
+        "100ms",
+    ])
 }
 
 /// The shipped MailDeferredRatioHigh alert with its recording rules inlined,
@@ -879,8 +799,8 @@ fn prometheus_scrapes_the_exporter_and_fires_the_deferred_ratio_alert() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("mail.log");
     std::fs::write(&log, "").unwrap();
-    let exporter_log = dir.path().join("exporter.stderr");
-    let (mut exporter, exporter_addr) = start_exporter(&log, &exporter_log);
+    let mut exporter = start_exporter(&log);
+    let exporter_addr = exporter.addr;
 
     // Prometheus: scrape every second, evaluate every second, the shipped
     // rules plus the short-window copy of the deferred-ratio alert.
@@ -916,13 +836,13 @@ fn prometheus_scrapes_the_exporter_and_fires_the_deferred_ratio_alert() {
             .expect("prometheus not found: install the Debian package `prometheus`"),
         what: "prometheus",
     };
-    wait_for(30, "Prometheus to be ready", || {
-        prometheus.assert_running(&prom_log);
+    wait_until(30, "Prometheus to be ready", || {
+        prometheus.assert_running(|| std::fs::read_to_string(&prom_log).unwrap_or_default());
         matches!(http_get(prom_addr, "/-/ready"), Some((200, _))).then_some(())
     });
 
     // The shipped rule files loaded, and every rule evaluates without error.
-    wait_for(10, "the rules to be evaluated", || {
+    wait_until(10, "the rules to be evaluated", || {
         let (_, body) = http_get(prom_addr, "/api/v1/rules")?;
         let v: Value = serde_json::from_str(&body).ok()?;
         let groups = v["data"]["groups"].as_array()?;
@@ -939,8 +859,8 @@ fn prometheus_scrapes_the_exporter_and_fires_the_deferred_ratio_alert() {
         }
         rules.iter().all(|r| r["health"] == "ok").then_some(())
     });
-    wait_for(15, "the first scrape", || {
-        exporter.assert_running(&exporter_log);
+    wait_until(15, "the first scrape", || {
+        exporter.assert_running();
         (query_one(prom_addr, r#"up{job="maillog"}"#) == Some(1.0)).then_some(())
     });
 
@@ -960,7 +880,7 @@ fn prometheus_scrapes_the_exporter_and_fires_the_deferred_ratio_alert() {
     );
     let sent = sent.join().unwrap();
     assert_eq!(sent, 160);
-    wait_for(15, "all 160 sent deliveries in Prometheus", || {
+    wait_until(15, "all 160 sent deliveries in Prometheus", || {
         let got = query_one(
             prom_addr,
             r#"sum(mail_deliveries_total{job="maillog", mta="postfix", transport="smtp", status="sent"})"#,
@@ -983,7 +903,7 @@ fn prometheus_scrapes_the_exporter_and_fires_the_deferred_ratio_alert() {
     // 2. A burst of deferrals, 20 a second, until the alert fires.
     let deferred = write_lines(&log, "deferred", 1000, 20, None, stop.clone());
     let mut seen_pending = false;
-    let alert = wait_for(30, "MailDeferredRatioHigh to fire", || {
+    let alert = wait_until(30, "MailDeferredRatioHigh to fire", || {
         let found = alerts(prom_addr).into_iter().find(|a| {
             a["labels"]["alertname"] == "MailDeferredRatioHigh" && a["labels"]["window"] == "20s"
         })?;
@@ -1009,7 +929,7 @@ fn prometheus_scrapes_the_exporter_and_fires_the_deferred_ratio_alert() {
 
     // The shipped recording rule computed the same ratio over its 30-minute
     // window: deferred / all attempts so far, between 0 and 1.
-    let ratio = wait_for(10, "the recorded deferred ratio", || {
+    let ratio = wait_until(10, "the recorded deferred ratio", || {
         query_one(
             prom_addr,
             r#"instance_mta:mail_deliveries_deferred:ratio_rate30m{job="maillog", mta="postfix"}"#,
@@ -1018,8 +938,8 @@ fn prometheus_scrapes_the_exporter_and_fires_the_deferred_ratio_alert() {
     });
     assert!(ratio > 0.0 && ratio < 1.0, "recorded ratio {ratio}");
 
-    exporter.assert_running(&exporter_log);
-    prometheus.assert_running(&prom_log);
+    exporter.assert_running();
+    prometheus.assert_running(|| std::fs::read_to_string(&prom_log).unwrap_or_default());
     drop(prometheus);
     drop(exporter);
     eprintln!("end-to-end test took {:?}", started.elapsed());

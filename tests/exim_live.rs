@@ -9,109 +9,26 @@
 //! dpkg, unshare and ldconfig. Without them the test fails, unless
 //! `MAILLOG_SKIP_EXIM=1` is set.
 
-use crate::support::{metric_value, Exporter};
+use crate::support::{runs, uids, value_mismatches, Exporter, Lab};
 use serde_json::Value;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const LAB_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/exim_lab.py");
+const LAB_SCRIPT: &str = "tests/lab/exim_lab.py";
 
 fn missing_prerequisites() -> Option<String> {
     let mut missing = Vec::new();
-    for (tool, arg) in [
-        ("python3", "--version"),
-        ("apt-get", "--version"),
-        ("dpkg", "--version"),
-        ("unshare", "--version"),
-    ] {
-        let ok = Command::new(tool)
-            .arg(arg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
+    for tool in ["python3", "apt-get", "dpkg", "unshare"] {
+        if !runs(tool, &["--version"]) {
             missing.push(format!("{tool} is not installed"));
         }
     }
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
-        });
-    if uid.as_deref() != Some("0") {
+    let uid = uids().map(|(_, effective)| effective);
+    if uid != Some(0) {
         missing.push(format!(
             "the lab must run as root (mount namespace, exim -C), effective uid is {uid:?}"
         ));
     }
     (!missing.is_empty()).then(|| missing.join("; "))
-}
-
-/// The lab directory; dropping it stops Exim and the sink (by pid) if they
-/// were started, also when the test panics.
-struct Lab {
-    dir: tempfile::TempDir,
-    out: tempfile::TempDir,
-    started: bool,
-}
-
-impl Lab {
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn run(&self, subcommand: &str, args: &[&str], limit: Duration) -> Result<(), String> {
-        let out_path: PathBuf = self.out.path().join(format!("{subcommand}.out"));
-        let out = File::create(&out_path).map_err(|e| e.to_string())?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
-        let mut child = Command::new("python3")
-            .arg(LAB_SCRIPT)
-            .arg(subcommand)
-            .arg("--dir")
-            .arg(self.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("cannot run {LAB_SCRIPT}: {e}"))?;
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-            }
-        };
-        let output = std::fs::read_to_string(&out_path).unwrap_or_default();
-        match status {
-            Some(s) if s.success() => Ok(()),
-            Some(s) => Err(format!("exim_lab.py {subcommand}: {s}\n{output}")),
-            None => Err(format!(
-                "exim_lab.py {subcommand}: still running after {limit:?}, killed\n{output}"
-            )),
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if self.started {
-            if let Err(e) = self.run("stop", &[], Duration::from_secs(60)) {
-                eprintln!("stopping the Exim lab failed: {e}");
-            }
-        }
-    }
 }
 
 fn truth_count(truth: &Value, key: &str) -> f64 {
@@ -130,25 +47,24 @@ fn scraped_counters_equal_the_exim_lab_truth() {
         }
         panic!("cannot run the real-Exim test: {why}. Run tests/run.sh, or set MAILLOG_SKIP_EXIM=1 to skip it.");
     }
-    let mut lab = Lab {
-        dir: tempfile::Builder::new()
-            .prefix("maillog-exim-lab")
-            .tempdir()
-            .unwrap(),
-        out: tempfile::tempdir().unwrap(),
-        started: false,
-    };
+    // Declared before the lab, so they outlive its stop on drop.
+    let dir = tempfile::Builder::new()
+        .prefix("maillog-exim-lab")
+        .tempdir()
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new(LAB_SCRIPT, dir.path(), out.path());
     // Setup downloads the packages on first use (a few MB).
     lab.run("setup", &[], Duration::from_secs(300))
         .unwrap_or_else(|e| panic!("{e}"));
-    let mainlog = lab.path().join("log/mainlog");
+    let mainlog = lab.dir.join("log/mainlog");
     let mainlog_str = mainlog.to_str().unwrap().to_string();
     // Detected from the content: no --log.format.
     let exporter = Exporter::start(&["--tail.from-beginning", &mainlog_str]);
     lab.started = true;
     lab.run("start", &[], Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}"));
-    let truth_path = lab.out.path().join("truth.json");
+    let truth_path = out.path().join("truth.json");
     lab.run(
         "run-workload",
         &["--truth", truth_path.to_str().unwrap()],
@@ -161,7 +77,6 @@ fn scraped_counters_equal_the_exim_lab_truth() {
     let removed = truth_count(&truth, "/removed");
     exporter.wait_for(r#"mail_messages_removed_total{mta="exim"}"#, removed);
     let (_, body) = exporter.get("/metrics");
-    let got = |series: &str| metric_value(&body, series).unwrap_or(0.0);
     let t = "remote_smtp";
     let mut checks: Vec<(String, f64)> = vec![
         (
@@ -222,11 +137,8 @@ fn scraped_counters_equal_the_exim_lab_truth() {
             truth_count(&truth, &format!("/rejects/{stage}")),
         ));
     }
-    let wrong: Vec<String> = checks
-        .iter()
-        .filter(|(series, want)| got(series) != *want)
-        .map(|(series, want)| format!("{series}: want {want}, got {}", got(series)))
-        .collect();
+    // An absent series counts as 0.
+    let wrong = value_mismatches(&body, &checks, 0.0);
     // Nothing else: no delivery under another transport, no session error.
     let stray: Vec<&str> = body
         .lines()

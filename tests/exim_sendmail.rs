@@ -2,52 +2,20 @@
 //! detection. The Exim lab log (tests/fixtures/exim/real_exim496_lab_mainlog.log)
 //! is a run of tests/lab/exim_lab.py whose outcomes are known.
 
-use maillog_exporter::metrics::{BuildInfo, Metrics};
-use maillog_exporter::parser::time::{FixedClock, Zone};
+use crate::support::{assert_values, fixture_bytes, fixture_text, Replay};
 use maillog_exporter::parser::Format;
-use maillog_exporter::pipeline::{Pipeline, SourceSpec};
-use maillog_exporter::source::SourceId;
-use maillog_exporter::state::StateSettings;
-use std::sync::Arc;
 
+/// The metrics after an in-process replay of `tests/fixtures/{path}`, the
+/// format detected, in UTC.
 fn replay(path: &str) -> String {
-    let metrics = Arc::new(Metrics::new(&BuildInfo::CURRENT));
-    let spec = SourceSpec::new("test", None);
-    let mut pipeline = Pipeline::new(
-        metrics.clone(),
-        &[spec],
-        StateSettings::default(),
-        Zone::Fixed(0),
-        Box::new(FixedClock(1_795_292_430.0)),
-    );
-    let text = std::fs::read(format!(
-        "{}/tests/fixtures/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        pipeline.process_line(SourceId(0), line);
-    }
-    pipeline.flush_undetected();
-    pipeline.finish_batch();
-    prometheus::TextEncoder::new()
-        .encode_to_string(&metrics.registry().gather())
-        .unwrap()
+    Replay::new(None, 1_795_292_430.0)
+        .all_nonempty(&fixture_bytes(path))
+        .text()
 }
 
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.parse().unwrap())
-}
-
+/// Checks exact values; an absent series counts as 0.
 fn check(text: &str, expected: &[(&str, f64)]) {
-    let wrong: Vec<String> = expected
-        .iter()
-        .filter(|(s, want)| value(text, s) != *want)
-        .map(|(s, want)| format!("{s}: want {want}, got {}", value(text, s)))
-        .collect();
-    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_values("replay", text, expected, 0.0);
 }
 
 #[test]
@@ -211,12 +179,9 @@ fn sendmail_samples_replay() {
 #[test]
 fn both_formats_are_detected_and_others_still_are() {
     let first = |path: &str| {
-        let text = std::fs::read_to_string(format!(
-            "{}/tests/fixtures/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        text.lines().find_map(|l| Format::detect(l.as_bytes()))
+        fixture_text(path)
+            .lines()
+            .find_map(|l| Format::detect(l.as_bytes()))
     };
     for f in [
         "exim/ddgrey_mainlog_shapes.log",

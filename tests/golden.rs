@@ -9,6 +9,7 @@
 //! The golden files are snapshots; the `*_counts_match_the_log` tests
 //! check the key numbers against counts taken by hand from the logs.
 
+use crate::support::{assert_golden, assert_values, keep_lines, replay_fixture};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -23,19 +24,7 @@ const FIXTURES: [&str; 6] = [
 
 /// The replay output of one fixture, as printed.
 fn replay(name: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_maillog_exporter"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("TZ", "UTC")
-        .env_remove("RUST_LOG")
-        .args(["replay", &format!("tests/fixtures/postfix/{name}.log")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "replay {name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    replay_fixture(&format!("postfix/{name}.log"))
 }
 
 /// The output without the lines that depend on the build or the clock:
@@ -44,66 +33,26 @@ fn replay(name: &str) -> String {
 /// year, it is inferred from the current date, so the value changes with
 /// the day the test runs.
 fn deterministic(text: &str) -> String {
-    text.lines()
-        .filter(|l| {
-            !l.contains("maillog_exporter_build_info")
-                && !l.contains("maillog_last_line_timestamp_seconds")
-        })
-        .map(|l| format!("{l}\n"))
-        .collect()
+    keep_lines(text, |l| {
+        !l.contains("maillog_exporter_build_info")
+            && !l.contains("maillog_last_line_timestamp_seconds")
+    })
 }
 
 #[test]
 fn replay_output_matches_golden_files() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/postfix");
-    let mut mismatches = Vec::new();
-    for name in FIXTURES {
-        let got = deterministic(&replay(name));
-        let path = dir.join(format!("{name}.golden.prom"));
-        if update {
-            std::fs::write(&path, &got).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", path.display()));
-        if got != want {
-            let diff: Vec<String> = want
-                .lines()
-                .filter(|l| !got.lines().any(|g| g == *l))
-                .map(|l| format!("- {l}"))
-                .chain(
-                    got.lines()
-                        .filter(|l| !want.lines().any(|w| w == *l))
-                        .map(|l| format!("+ {l}")),
-                )
-                .collect();
-            mismatches.push(format!("{name}:\n{}", diff.join("\n")));
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "replay output differs from the golden files (UPDATE_GOLDEN=1 rewrites them):\n{}",
-        mismatches.join("\n\n")
+    assert_golden(
+        &FIXTURES,
+        |name| dir.join(format!("{name}.golden.prom")),
+        |name| deterministic(&replay(name)),
     );
 }
 
-/// The value of one series, given exactly as the text format prints it
-/// (labels in alphabetical order); 0 when the series is absent.
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.parse().unwrap())
-}
-
-fn assert_values(name: &str, expected: &[(&str, f64)]) {
-    let text = replay(name);
-    let wrong: Vec<String> = expected
-        .iter()
-        .filter(|(series, want)| (value(&text, series) - want).abs() > 1e-9)
-        .map(|(series, want)| format!("{series}: want {want}, got {}", value(&text, series)))
-        .collect();
-    assert!(wrong.is_empty(), "{name}:\n{}", wrong.join("\n"));
+/// Checks the values of the series in the replay of `name`; an absent
+/// series counts as 0.
+fn assert_counts(name: &str, expected: &[(&str, f64)]) {
+    assert_values(name, &replay(name), expected, 1e-9);
 }
 
 // The numbers below were counted in the logs with grep, not copied from the
@@ -111,7 +60,7 @@ fn assert_values(name: &str, expected: &[(&str, f64)]) {
 
 #[test]
 fn kdent_conch_excerpt_counts_match_the_log() {
-    assert_values(
+    assert_counts(
         "kdent_conch_excerpt",
         &[
             // 200 lines, all Postfix and all understood.
@@ -184,7 +133,7 @@ fn kdent_conch_excerpt_counts_match_the_log() {
 
 #[test]
 fn digineo_postfix_exporter_mail_counts_match_the_log() {
-    assert_values(
+    assert_counts(
         "digineo_postfix_exporter_mail",
         &[
             // smtp `status=sent`: 2; `: removed`: 35; `message-id=`: 1.
@@ -223,7 +172,7 @@ fn digineo_postfix_exporter_mail_counts_match_the_log() {
 
 #[test]
 fn oleg_medovikov_mail_server_anal_counts_match_the_log() {
-    assert_values(
+    assert_counts(
         "oleg_medovikov_mail_server_anal",
         &[
             // smtp (incl. `postfix/amavis/smtp`) `status=sent`: 7; pipe sent
@@ -263,7 +212,7 @@ fn oleg_medovikov_mail_server_anal_counts_match_the_log() {
 
 #[test]
 fn kumina_postfix_exporter_tests_counts_match_the_log() {
-    assert_values(
+    assert_counts(
         "kumina_postfix_exporter_tests",
         &[
             // qmgr `: removed`: 31; `status=expired`/`force-expired`: 2
@@ -307,7 +256,7 @@ fn kumina_postfix_exporter_tests_counts_match_the_log() {
 
 #[test]
 fn fail2ban_postfix_counts_match_the_log() {
-    assert_values(
+    assert_counts(
         "fail2ban_postfix",
         &[
             // All 72 lines understood (three have a one-digit unpadded day).
@@ -425,7 +374,7 @@ fn fail2ban_postfix_counts_match_the_log() {
 
 #[test]
 fn github_issues_excerpts_counts_match_the_log() {
-    assert_values(
+    assert_counts(
         "github_issues_excerpts",
         &[
             // 7 lines left unparsed: see tests/postfix_coverage.rs.
@@ -582,22 +531,8 @@ fn real_postfix_lab_log_matches_its_ground_truth() {
         format!(r#"maillog_lines_total{{format="postfix",result="unparsed",source="tests/fixtures/postfix/{name}.log"}}"#),
         0.0,
     ));
-    let mut wrong = Vec::new();
-    for (series, value) in &want {
-        let got = out
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(series.as_str())
-                    .and_then(|v| v.strip_prefix(' '))
-            })
-            .and_then(|v| v.parse::<f64>().ok())
-            // A series never incremented is absent, which means zero.
-            .or((*value == 0.0).then_some(0.0));
-        if got != Some(*value) {
-            wrong.push(format!("{series}: want {value}, got {got:?}"));
-        }
-    }
-    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // A series never incremented is absent, which means zero.
+    assert_values(name, &out, &want, 0.0);
     // Nothing else was rejected or delivered than the truth says.
     let rejects_total: f64 = out
         .lines()

@@ -5,71 +5,19 @@
 //! The expected numbers come from reading the seed lines
 //! (tests/fixtures/hosting/README.md), not from the exporter's output.
 
-use maillog_exporter::metrics::{BuildInfo, Metrics};
-use maillog_exporter::parser::time::{FixedClock, Zone};
+use crate::support::{assert_golden, fixture_text, keep_lines, replay_fixture, Replay};
 use maillog_exporter::parser::Format;
-use maillog_exporter::pipeline::{Pipeline, SourceSpec};
-use maillog_exporter::source::SourceId;
-use maillog_exporter::state::StateSettings;
+use maillog_exporter::pipeline::SourceSpec;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 const DIR: &str = env!("CARGO_MANIFEST_DIR");
 
-fn fixture(path: &str) -> String {
-    let path = format!("{DIR}/tests/fixtures/{path}");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// A pipeline over one source, UTC.
-struct Replay {
-    metrics: Arc<Metrics>,
-    pipeline: Pipeline,
-}
-
-impl Replay {
-    fn new(format: Option<Format>, port: Option<u16>) -> Replay {
-        let metrics = Arc::new(Metrics::new(&BuildInfo::CURRENT));
-        let mut spec = SourceSpec::new("test", format);
-        spec.settings.port = port;
-        let pipeline = Pipeline::new(
-            metrics.clone(),
-            &[spec],
-            StateSettings::default(),
-            Zone::Fixed(0),
-            Box::new(FixedClock(1_615_400_000.0)),
-        );
-        Replay { metrics, pipeline }
-    }
-
-    fn all(&mut self, text: &str) -> &mut Replay {
-        for line in text.lines() {
-            self.pipeline.process_line(SourceId(0), line.as_bytes());
-        }
-        self.pipeline.flush_undetected();
-        self.pipeline.finish_batch();
-        self
-    }
-
-    fn text(&mut self) -> String {
-        self.pipeline.finish_batch();
-        prometheus::TextEncoder::new()
-            .encode_to_string(&self.metrics.registry().gather())
-            .unwrap()
-    }
-
-    fn get(&mut self, series: &str) -> Option<f64> {
-        let text = self.text();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .map(|v| v.parse().unwrap())
-    }
-
-    fn value(&mut self, series: &str) -> f64 {
-        self.get(series)
-            .unwrap_or_else(|| panic!("no series {series}:\n{}", self.text()))
-    }
+/// A pipeline over one source, UTC, reading the logs of `port`.
+fn replay(format: Option<Format>, port: Option<u16>) -> Replay {
+    let mut spec = SourceSpec::new("test", format);
+    spec.settings.port = port;
+    Replay::with_spec(spec, 1_615_400_000.0)
 }
 
 /// Lines `from..=to` (1-based) of a fixture.
@@ -99,9 +47,9 @@ const CHECK_ACCEPTED: &str = r#"mail_smtp_recipient_checks_total{detail="existin
 
 #[test]
 fn smtp_first_group_one_recipient_refused_with_554() {
-    let log = fixture("hosting/icdsoft_smtp.log");
-    let mut r = Replay::new(Some(Format::HostingSmtp), Some(25));
-    r.all(&lines(&log, 1, 4));
+    let log = fixture_text("hosting/icdsoft_smtp.log");
+    let mut r = replay(Some(Format::HostingSmtp), Some(25));
+    r.all_lines(&lines(&log, 1, 4));
     assert_eq!(r.value(&lines_total("hosting_smtp", "parsed")), 4.0);
     assert_eq!(r.value(&smtp("mail_smtp_transactions_total", "smtp")), 1.0);
     assert_eq!(r.value(&recipients("smtp", "rejected")), 1.0);
@@ -133,9 +81,9 @@ fn smtp_first_group_one_recipient_refused_with_554() {
 
 #[test]
 fn smtp_second_group_accepted_with_size_23533() {
-    let log = fixture("hosting/icdsoft_smtp.log");
-    let mut r = Replay::new(Some(Format::HostingSmtp), Some(25));
-    r.all(&lines(&log, 5, 11));
+    let log = fixture_text("hosting/icdsoft_smtp.log");
+    let mut r = replay(Some(Format::HostingSmtp), Some(25));
+    r.all_lines(&lines(&log, 5, 11));
     assert_eq!(r.value(&lines_total("hosting_smtp", "parsed")), 7.0);
     assert_eq!(r.value(&smtp("mail_smtp_transactions_total", "smtp")), 1.0);
     assert_eq!(r.value(&recipients("smtp", "accepted")), 1.0);
@@ -172,10 +120,10 @@ fn smtp_second_group_accepted_with_size_23533() {
 /// The page's example for the logs of ports 465 and 587, read as each.
 #[test]
 fn smtp_submission_example_on_ports_465_and_587() {
-    let log = fixture("hosting/icdsoft_smtp.log");
+    let log = fixture_text("hosting/icdsoft_smtp.log");
     for (port, service) in [(465, "smtps"), (587, "submission")] {
-        let mut r = Replay::new(Some(Format::HostingSmtp), Some(port));
-        r.all(&lines(&log, 12, 18));
+        let mut r = replay(Some(Format::HostingSmtp), Some(port));
+        r.all_lines(&lines(&log, 12, 18));
         assert_eq!(r.value(&lines_total("hosting_smtp", "parsed")), 7.0);
         assert_eq!(r.value(&smtp("mail_smtp_transactions_total", service)), 1.0);
         assert_eq!(r.value(&recipients(service, "accepted")), 1.0);
@@ -199,9 +147,9 @@ fn smtp_submission_example_on_ports_465_and_587() {
 
 #[test]
 fn smtp_whole_seed_log() {
-    let log = fixture("hosting/icdsoft_smtp.log");
-    let mut r = Replay::new(Some(Format::HostingSmtp), Some(25));
-    r.all(&log);
+    let log = fixture_text("hosting/icdsoft_smtp.log");
+    let mut r = replay(Some(Format::HostingSmtp), Some(25));
+    r.all_lines(&log);
     assert_eq!(r.value(&lines_total("hosting_smtp", "parsed")), 18.0);
     assert_eq!(r.value(&lines_total("hosting_smtp", "unparsed")), 0.0);
     assert_eq!(r.value(&smtp("mail_smtp_transactions_total", "smtp")), 3.0);
@@ -245,8 +193,8 @@ fn smtp_refusals_at_each_stage() {
 2021-03-11 10:00:02, size, 999
 2021-03-11 10:00:02, resp, 554 message content rejected
 ";
-    let mut r = Replay::new(Some(Format::HostingSmtp), None);
-    r.all(log);
+    let mut r = replay(Some(Format::HostingSmtp), None);
+    r.all_lines(log);
     assert_eq!(
         r.value(&smtp("mail_smtp_transactions_total", "unknown")),
         2.0
@@ -277,7 +225,7 @@ fn smtp_refusals_at_each_stage() {
 
 #[test]
 fn delivery_groups_with_did_and_smtp_auth() {
-    let log = fixture("hosting/icdsoft_delivery.log");
+    let log = fixture_text("hosting/icdsoft_delivery.log");
     let sent = r#"mail_deliveries_total{mta="hosting",status="sent",transport="local"}"#;
     let delay_count =
         r#"mail_delivery_delay_seconds_count{mta="hosting",status="sent",transport="local"}"#;
@@ -286,8 +234,8 @@ fn delivery_groups_with_did_and_smtp_auth() {
     let auth = r#"mail_authenticated_submissions_total{mta="hosting"}"#;
 
     // First group: `did_0+0+1/`, not an authenticated submission.
-    let mut r = Replay::new(Some(Format::HostingDelivery), None);
-    r.all(&lines(&log, 1, 3));
+    let mut r = replay(Some(Format::HostingDelivery), None);
+    r.all_lines(&lines(&log, 1, 3));
     assert_eq!(r.value(&lines_total("hosting_delivery", "parsed")), 3.0);
     assert_eq!(r.value(sent), 1.0);
     assert_eq!(r.value(delay_count), 1.0);
@@ -297,14 +245,14 @@ fn delivery_groups_with_did_and_smtp_auth() {
     assert_eq!(r.value("maillog_tracked_deliveries"), 0.0);
 
     // Second group: `smtp_auth/did_0+0+1/`.
-    let mut r = Replay::new(Some(Format::HostingDelivery), None);
-    r.all(&lines(&log, 4, 6));
+    let mut r = replay(Some(Format::HostingDelivery), None);
+    r.all_lines(&lines(&log, 4, 6));
     assert_eq!(r.value(sent), 1.0);
     assert_eq!(r.value(auth), 1.0);
 
     // Both.
-    let mut r = Replay::new(Some(Format::HostingDelivery), None);
-    r.all(&log);
+    let mut r = replay(Some(Format::HostingDelivery), None);
+    r.all_lines(&log);
     assert_eq!(r.value(&lines_total("hosting_delivery", "parsed")), 6.0);
     assert_eq!(r.value(&lines_total("hosting_delivery", "unparsed")), 0.0);
     assert_eq!(r.value(sent), 2.0);
@@ -339,8 +287,8 @@ fn delivery_delays_and_one_submission_per_message() {
 2021-03-11 10:10:00, try, 8, remote, b@example.net
 2021-03-11 10:10:05, result, 8, failure, smtp_auth/Sorry,_I_couldn't_find_any_host_by_that_name._(#4.1.2)/
 ";
-    let mut r = Replay::new(Some(Format::HostingDelivery), None);
-    r.all(log);
+    let mut r = replay(Some(Format::HostingDelivery), None);
+    r.all_lines(log);
     let series = |name: &str, status: &str, transport: &str| {
         format!("{name}{{mta=\"hosting\",status=\"{status}\",transport=\"{transport}\"}}")
     };
@@ -385,21 +333,21 @@ fn delivery_delays_and_one_submission_per_message() {
 
 #[test]
 fn spamdyke_denied_rdns_missing_and_allowed() {
-    let log = fixture("spamdyke/icdsoft_spamdyke.log");
+    let log = fixture_text("spamdyke/icdsoft_spamdyke.log");
     let denied = r#"mail_spam_verdicts_total{filter="spamdyke",reason="DENIED_RDNS_MISSING",verdict="denied"}"#;
     let allowed =
         r#"mail_spam_verdicts_total{filter="spamdyke",reason="ALLOWED",verdict="allowed"}"#;
     let plain = r#"mail_spam_filter_clients_total{authenticated="false",encryption="none",filter="spamdyke"}"#;
     for (i, want_denied, want_allowed) in [(1, 1.0, 0.0), (2, 0.0, 1.0)] {
-        let mut r = Replay::new(Some(Format::Spamdyke), None);
-        r.all(&lines(&log, i, i));
+        let mut r = replay(Some(Format::Spamdyke), None);
+        r.all_lines(&lines(&log, i, i));
         assert_eq!(r.value(&lines_total("spamdyke", "parsed")), 1.0);
         assert_eq!(r.get(denied).unwrap_or(0.0), want_denied, "line {i}");
         assert_eq!(r.value(allowed), want_allowed, "line {i}");
         assert_eq!(r.value(plain), 1.0, "line {i}");
     }
-    let mut r = Replay::new(Some(Format::Spamdyke), None);
-    r.all(&log);
+    let mut r = replay(Some(Format::Spamdyke), None);
+    r.all_lines(&log);
     assert_eq!(r.value(denied), 1.0);
     assert_eq!(r.value(allowed), 1.0);
     assert_eq!(r.value(plain), 2.0);
@@ -420,9 +368,9 @@ fn garbage_lines_are_unparsed() {
         ("hosting_delivery", "hosting/icdsoft_delivery.log", 6.0),
         ("spamdyke", "spamdyke/icdsoft_spamdyke.log", 2.0),
     ] {
-        let log = fixture(file);
-        let mut r = Replay::new(None, None);
-        r.all(&format!("{garbage}{log}{garbage}"));
+        let log = fixture_text(file);
+        let mut r = replay(None, None);
+        r.all_lines(&format!("{garbage}{log}{garbage}"));
         assert_eq!(r.value(&lines_total(format, "parsed")), good, "{format}");
         assert_eq!(r.value(&lines_total(format, "unparsed")), 8.0, "{format}");
         assert_eq!(
@@ -431,8 +379,8 @@ fn garbage_lines_are_unparsed() {
             "{format}"
         );
     }
-    let mut r = Replay::new(Some(Format::Spamdyke), None);
-    r.all("Mar 9 11:10:37 server qmail: 1615286631.033035 new msg 1\nMar 9 11:10:37 server spamdyke[1]: NONSENSE\n");
+    let mut r = replay(Some(Format::Spamdyke), None);
+    r.all_lines("Mar 9 11:10:37 server qmail: 1615286631.033035 new msg 1\nMar 9 11:10:37 server spamdyke[1]: NONSENSE\n");
     assert_eq!(r.value(&lines_total("spamdyke", "ignored")), 1.0);
     assert_eq!(r.value(&lines_total("spamdyke", "unparsed")), 1.0);
 }
@@ -447,8 +395,8 @@ fn detection_picks_each_format() {
         ("qmail/real_notqmail_smtpd_tcpserver.log", "qmail", 41.0),
         ("postfix/kdent_conch_excerpt.log", "postfix", 200.0),
     ] {
-        let mut r = Replay::new(None, None);
-        r.all(&fixture(file));
+        let mut r = replay(None, None);
+        r.all_lines(&fixture_text(file));
         assert_eq!(r.value(&lines_total(format, "parsed")), n, "{file}");
         let text = r.text();
         for other in Format::ALL.map(Format::name) {
@@ -475,64 +423,22 @@ const GOLDEN: [&str; 3] = [
 
 /// `maillog_exporter replay` of a fixture from the repository root, in UTC,
 /// without the build-dependent line.
-fn replay(name: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_maillog_exporter"))
-        .current_dir(DIR)
-        .env("TZ", "UTC")
-        .env_remove("RUST_LOG")
-        .args(["replay", &format!("tests/fixtures/{name}.log")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "replay {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        // Build-dependent; and the spamdyke stamps have no year (inferred
-        // from today's date).
-        .filter(|l| {
-            let yearless_stamp =
-                name.starts_with("spamdyke") && l.contains("maillog_last_line_timestamp");
-            !l.contains("maillog_exporter_build_info") && !yearless_stamp
-        })
-        .map(|l| format!("{l}\n"))
-        .collect()
+fn replay_binary(name: &str) -> String {
+    // Build-dependent; and the spamdyke stamps have no year (inferred
+    // from today's date).
+    keep_lines(&replay_fixture(&format!("{name}.log")), |l| {
+        let yearless_stamp =
+            name.starts_with("spamdyke") && l.contains("maillog_last_line_timestamp");
+        !l.contains("maillog_exporter_build_info") && !yearless_stamp
+    })
 }
 
 #[test]
 fn replay_output_matches_golden_files() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
-    let mut mismatches = Vec::new();
-    for name in GOLDEN {
-        let got = replay(name);
-        let path = Path::new(DIR).join(format!("tests/fixtures/{name}.golden.prom"));
-        if update {
-            std::fs::write(&path, &got).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", path.display()));
-        if got != want {
-            let diff: Vec<String> = want
-                .lines()
-                .filter(|l| !got.lines().any(|g| g == *l))
-                .map(|l| format!("- {l}"))
-                .chain(
-                    got.lines()
-                        .filter(|l| !want.lines().any(|w| w == *l))
-                        .map(|l| format!("+ {l}")),
-                )
-                .collect();
-            mismatches.push(format!("{name}:\n{}", diff.join("\n")));
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "replay output differs from the golden files (UPDATE_GOLDEN=1 rewrites them):\n{}",
-        mismatches.join("\n\n")
+    assert_golden(
+        &GOLDEN,
+        |name| Path::new(DIR).join(format!("tests/fixtures/{name}.golden.prom")),
+        replay_binary,
     );
 }
 

@@ -4,87 +4,28 @@
 //! detection, and the channel label cap. Fixtures and what was changed in
 //! them: tests/fixtures/messaging_server/README.md.
 
-use maillog_exporter::metrics::{BuildInfo, Metrics, MAX_FREE_LABEL_VALUES};
-use maillog_exporter::parser::time::{FixedClock, Zone};
+use crate::support::{assert_golden, fixture_bytes, keep_lines, replay_fixture, Replay};
+use maillog_exporter::metrics::MAX_FREE_LABEL_VALUES;
 use maillog_exporter::parser::Format;
-use maillog_exporter::pipeline::{Pipeline, SourceSpec};
+use maillog_exporter::pipeline::SourceSpec;
 use maillog_exporter::source::{LineBatch, SourceId};
-use maillog_exporter::state::StateSettings;
 use std::path::Path;
-use std::process::Command;
-use std::sync::Arc;
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/messaging_server"
 );
 
+/// The clock of the pipelines.
+const NOW: f64 = 1_795_292_430.0;
+
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{FIXTURES}/{name}");
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    fixture_bytes(&format!("messaging_server/{name}"))
 }
 
 /// A pipeline over one source named `test`, UTC.
-struct Replay {
-    metrics: Arc<Metrics>,
-    pipeline: Pipeline,
-}
-
-impl Replay {
-    fn new(format: Option<Format>) -> Replay {
-        Replay::with_spec(SourceSpec::new("test", format))
-    }
-
-    fn with_spec(spec: SourceSpec) -> Replay {
-        let metrics = Arc::new(Metrics::new(&BuildInfo::CURRENT));
-        let pipeline = Pipeline::new(
-            metrics.clone(),
-            &[spec],
-            StateSettings::default(),
-            Zone::Fixed(0),
-            Box::new(FixedClock(1_795_292_430.0)),
-        );
-        Replay { metrics, pipeline }
-    }
-
-    /// Feeds `text` line by line, then ends the input.
-    fn all(&mut self, text: &[u8]) -> &mut Replay {
-        for line in text.split(|&b| b == b'\n') {
-            self.pipeline.process_line(SourceId(0), line);
-        }
-        self.pipeline.flush_records();
-        self.pipeline.flush_undetected();
-        self.pipeline.finish_batch();
-        self
-    }
-
-    fn text(&mut self) -> String {
-        self.pipeline.finish_batch();
-        prometheus::TextEncoder::new()
-            .encode_to_string(&self.metrics.registry().gather())
-            .expect("metrics encode as text")
-    }
-
-    /// The metrics, without the build's own line.
-    fn mail_text(&mut self) -> String {
-        self.text()
-            .lines()
-            .filter(|l| !l.contains("maillog_exporter_build_info"))
-            .map(|l| format!("{l}\n"))
-            .collect()
-    }
-
-    fn get(&mut self, series: &str) -> Option<f64> {
-        let text = self.text();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .map(|v| v.parse().expect("a sample value"))
-    }
-
-    fn value(&mut self, series: &str) -> f64 {
-        self.get(series)
-            .unwrap_or_else(|| panic!("no series {series}:\n{}", self.text()))
-    }
+fn replay(format: Option<Format>) -> Replay {
+    Replay::new(format, NOW)
 }
 
 const MTA: &str = r#"mta="messaging_server""#;
@@ -236,7 +177,7 @@ fn check_example_21_7(r: &mut Replay) {
 fn example_21_9_exact_values_folded_and_single_line() {
     for name in ["example_21_9_folded.log", "example_21_9_single_line.log"] {
         for format in [Some(Format::MessagingServer), None] {
-            check_example_21_9(Replay::new(format).all(&fixture(name)));
+            check_example_21_9(replay(format).all_records(&fixture(name)));
         }
     }
 }
@@ -245,7 +186,7 @@ fn example_21_9_exact_values_folded_and_single_line() {
 fn example_21_7_exact_values_folded_and_single_line() {
     for name in ["example_21_7_folded.log", "example_21_7_single_line.log"] {
         for format in [Some(Format::MessagingServer), None] {
-            check_example_21_7(Replay::new(format).all(&fixture(name)));
+            check_example_21_7(replay(format).all_records(&fixture(name)));
         }
     }
 }
@@ -259,8 +200,8 @@ fn attempts_come_from_the_file_name_without_earlier_lines() {
         .split(|&b| b == b'\n')
         .rfind(|l| !l.is_empty())
         .expect("a record");
-    let mut r = Replay::new(Some(Format::MessagingServer));
-    r.all(last);
+    let mut r = replay(Some(Format::MessagingServer));
+    r.all_records(last);
     assert_eq!(
         r.value(&tcp_local("mail_delivery_attempts_sum", "sent")),
         3.0
@@ -277,12 +218,12 @@ fn attempts_come_from_the_file_name_without_earlier_lines() {
 #[test]
 fn folded_and_single_line_forms_give_identical_metrics() {
     for stem in ["example_21_9", "example_21_7", "oracle_docs_examples"] {
-        let folded = Replay::new(None)
-            .all(&fixture(&format!("{stem}_folded.log")))
-            .mail_text();
-        let single = Replay::new(None)
-            .all(&fixture(&format!("{stem}_single_line.log")))
-            .mail_text();
+        let folded = replay(None)
+            .all_records(&fixture(&format!("{stem}_folded.log")))
+            .text_without_build_info();
+        let single = replay(None)
+            .all_records(&fixture(&format!("{stem}_single_line.log")))
+            .text_without_build_info();
         assert_eq!(folded, single, "{stem}");
         assert!(!folded.contains(r#"result="unparsed",source="test"} 1"#));
     }
@@ -292,7 +233,7 @@ fn folded_and_single_line_forms_give_identical_metrics() {
 fn live_batches_flush_the_last_record() {
     // The daemon hands the pipeline whole batches; a record is complete at
     // the end of its batch, so the gauge is right before the next line.
-    let mut r = Replay::new(Some(Format::MessagingServer));
+    let mut r = replay(Some(Format::MessagingServer));
     let open =
         b"28-Feb-2007 11:50:59.10 tcp_local + O TCP|206.184.139.12|25|192.160.253.66|1244 SMTP\n";
     r.pipeline.process_batch(&LineBatch {
@@ -342,8 +283,8 @@ fn live_batches_flush_the_last_record() {
 fn block_size_scales_sizes() {
     let mut spec = SourceSpec::new("test", Some(Format::MessagingServer));
     spec.settings.block_size = Some(512);
-    let mut r = Replay::with_spec(spec);
-    r.all(&fixture("example_21_7_single_line.log"));
+    let mut r = Replay::with_spec(spec, NOW);
+    r.all_records(&fixture("example_21_7_single_line.log"));
     assert_eq!(r.value(&series("mail_message_size_bytes_sum", "")), 1536.0);
 }
 
@@ -358,8 +299,8 @@ fn channels_beyond_the_label_cap_are_other() {
             .as_bytes(),
         );
     }
-    let mut r = Replay::new(Some(Format::MessagingServer));
-    r.all(&log);
+    let mut r = replay(Some(Format::MessagingServer));
+    r.all_records(&log);
     let text = r.text();
     let delivery_series = text
         .lines()
@@ -441,8 +382,8 @@ fn detection_picks_messaging_server_and_keeps_the_others() {
             );
         }
     }
-    let mut r = Replay::new(None);
-    r.all(&fixture("oracle_docs_field_format_examples.log"));
+    let mut r = replay(None);
+    r.all_records(&fixture("oracle_docs_field_format_examples.log"));
     assert_eq!(
         r.value(r#"maillog_lines_total{format="messaging_server",result="parsed",source="test"}"#),
         3.0
@@ -452,7 +393,7 @@ fn detection_picks_messaging_server_and_keeps_the_others() {
 
 #[test]
 fn garbage_never_panics() {
-    let mut r = Replay::new(Some(Format::MessagingServer));
+    let mut r = replay(Some(Format::MessagingServer));
     let mut log = Vec::new();
     let record = fixture("example_21_9_single_line.log");
     for (i, &b) in record.iter().enumerate().take(2000) {
@@ -461,7 +402,7 @@ fn garbage_never_panics() {
         log.push(b.wrapping_mul(31));
         log.extend_from_slice(b" \xff\xfe-\t\n");
     }
-    r.all(&log);
+    r.all_records(&log);
 }
 
 const GOLDEN: [&str; 3] = [
@@ -473,49 +414,17 @@ const GOLDEN: [&str; 3] = [
 /// `maillog_exporter replay` of a fixture, as printed (TZ=UTC: the stamps
 /// are local time), without the build's line.
 fn replay_binary(name: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_maillog_exporter"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("TZ", "UTC")
-        .env_remove("RUST_LOG")
-        .args([
-            "replay",
-            &format!("tests/fixtures/messaging_server/{name}.log"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "replay {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.contains("maillog_exporter_build_info"))
-        .map(|l| format!("{l}\n"))
-        .collect()
+    keep_lines(
+        &replay_fixture(&format!("messaging_server/{name}.log")),
+        |l| !l.contains("maillog_exporter_build_info"),
+    )
 }
 
 #[test]
 fn golden_replays() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
-    let dir = Path::new(FIXTURES);
-    let mut mismatches = Vec::new();
-    for name in GOLDEN {
-        let got = replay_binary(name);
-        let path = dir.join(format!("{name}.golden.prom"));
-        if update {
-            std::fs::write(&path, &got).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", path.display()));
-        if got != want {
-            mismatches.push(name);
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "replay output differs from the golden files (UPDATE_GOLDEN=1 rewrites them): {mismatches:?}"
+    assert_golden(
+        &GOLDEN,
+        |name| Path::new(FIXTURES).join(format!("{name}.golden.prom")),
+        replay_binary,
     );
 }

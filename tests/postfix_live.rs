@@ -5,107 +5,31 @@
 //! Needs root, python3 and Debian's `postfix` (tests/run.sh installs it).
 //! Without them the test fails, unless `MAILLOG_SKIP_POSTFIX=1` is set.
 
-use crate::support::{metric_value, Exporter};
+use crate::support::{metric_value, poll, runs, uids, Exporter, Lab};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-const LAB_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/postfix_lab.py");
+const LAB_SCRIPT: &str = "tests/lab/postfix_lab.py";
 const POSTFIX: &str = "/usr/sbin/postfix";
 
 /// Why the lab cannot run here, if it cannot.
 fn missing_prerequisites() -> Option<String> {
     let mut missing = Vec::new();
-    let python = Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !python.is_ok_and(|s| s.success()) {
+    if !runs("python3", &["--version"]) {
         missing.push("python3 is not installed".to_string());
     }
     if !Path::new(POSTFIX).exists() {
         missing.push(format!("{POSTFIX} is missing (Debian package postfix)"));
     }
-    match effective_uid() {
+    match uids().map(|(_, effective)| effective) {
         Some(0) => {}
         uid => missing.push(format!(
             "the lab must run as root (postfix start), effective uid is {uid:?}"
         )),
     }
     (!missing.is_empty()).then(|| missing.join("; "))
-}
-
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// A lab directory. Dropping it stops the lab (Postfix, its daemons and the
-/// sink, each by pid; see postfix_lab.py stop) if it was started, also when
-/// the test panics.
-struct Lab {
-    dir: PathBuf,
-    /// Output of the lab commands, kept outside the lab directory.
-    out_dir: PathBuf,
-    started: bool,
-}
-
-impl Lab {
-    /// Runs `postfix_lab.py SUBCOMMAND --dir DIR ARGS`, ending it if it
-    /// takes longer than `limit`. Returns its output on failure.
-    fn run(&self, subcommand: &str, args: &[&str], limit: Duration) -> Result<(), String> {
-        let out_path = self.out_dir.join(format!("{subcommand}.out"));
-        let out = File::create(&out_path).map_err(|e| e.to_string())?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
-        let mut child = Command::new("python3")
-            .arg(LAB_SCRIPT)
-            .arg(subcommand)
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("cannot run python3 {LAB_SCRIPT}: {e}"))?;
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-            }
-        };
-        let output = std::fs::read_to_string(&out_path).unwrap_or_default();
-        match status {
-            Some(s) if s.success() => Ok(()),
-            Some(s) => Err(format!("postfix_lab.py {subcommand}: {s}\n{output}")),
-            None => Err(format!(
-                "postfix_lab.py {subcommand}: still running after {limit:?}, killed\n{output}"
-            )),
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if self.started {
-            if let Err(e) = self.run("stop", &[], Duration::from_secs(60)) {
-                eprintln!("stopping the lab failed: {e}");
-            }
-        }
-    }
 }
 
 /// One scraped sample.
@@ -331,11 +255,7 @@ fn scraped_counters_equal_the_lab_truth() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let mut lab = Lab {
-        dir: work.path().join("lab"),
-        out_dir: work.path().to_path_buf(),
-        started: false,
-    };
+    let mut lab = Lab::new(LAB_SCRIPT, &work.path().join("lab"), work.path());
     let maillog = lab.dir.join("maillog");
     let truth_path = work.path().join("truth.json");
 
@@ -358,8 +278,8 @@ fn scraped_counters_equal_the_lab_truth() {
 
     // Postfix writes its last lines asynchronously (postlogd): settled when
     // the exporter has read every line the log holds and the counters agree.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (samples, log_lines) = loop {
+    let mut last = None;
+    poll(Duration::from_secs(30), Duration::from_millis(200), || {
         let log_lines = std::fs::read_to_string(&maillog)
             .map(|t| t.lines().count())
             .unwrap_or(0);
@@ -367,11 +287,10 @@ fn scraped_counters_equal_the_lab_truth() {
         let samples = parse_samples(&body);
         let read = sum(&samples, "maillog_lines_total", &[]);
         let agree = expected.iter().all(|e| e.got(&samples) == e.want);
-        if (read == log_lines as f64 && agree) || Instant::now() > deadline {
-            break (samples, log_lines);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        last = Some((samples, log_lines));
+        (read == log_lines as f64 && agree).then_some(())
+    });
+    let (samples, log_lines) = last.unwrap();
 
     let mut report = Vec::new();
     let read = sum(&samples, "maillog_lines_total", &[]);

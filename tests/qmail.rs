@@ -2,76 +2,17 @@
 //! (tests/fixtures/qmail/real_notqmail_TRUTH.md), exact values on small
 //! samples, and format detection.
 
-use maillog_exporter::metrics::{BuildInfo, Metrics};
-use maillog_exporter::parser::time::{FixedClock, Zone};
-use maillog_exporter::pipeline::{Pipeline, SourceSpec};
-use maillog_exporter::source::SourceId;
-use maillog_exporter::state::StateSettings;
-use std::sync::Arc;
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/qmail");
+use crate::support::{fixture_bytes, Replay};
+use maillog_exporter::parser::Format;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{FIXTURES}/{name}");
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    fixture_bytes(&format!("qmail/{name}"))
 }
 
 /// A pipeline over one source, UTC, clock fixed on the run's day.
-struct Replay {
-    metrics: Arc<Metrics>,
-    pipeline: Pipeline,
-}
-
-impl Replay {
-    fn new(format: Option<&str>) -> Replay {
-        let metrics = Arc::new(Metrics::new(&BuildInfo::CURRENT));
-        let spec = SourceSpec::new(
-            "test",
-            format.map(|f| maillog_exporter::parser::Format::from_name(f).expect("a format name")),
-        );
-        let pipeline = Pipeline::new(
-            metrics.clone(),
-            &[spec],
-            StateSettings::default(),
-            Zone::Fixed(0),
-            Box::new(FixedClock(1_795_292_430.0)),
-        );
-        Replay { metrics, pipeline }
-    }
-
-    fn line(&mut self, line: &[u8]) {
-        self.pipeline.process_line(SourceId(0), line);
-    }
-
-    fn all(&mut self, text: &[u8]) -> &mut Replay {
-        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            self.line(line);
-        }
-        self.pipeline.flush_undetected();
-        self.pipeline.finish_batch();
-        self
-    }
-
-    fn text(&mut self) -> String {
-        self.pipeline.finish_batch();
-        prometheus::TextEncoder::new()
-            .encode_to_string(&self.metrics.registry().gather())
-            .expect("metrics encode as text")
-    }
-
-    /// The value of one series, written as in the text format (labels in
-    /// alphabetical order); `None` if the series does not exist.
-    fn get(&mut self, series: &str) -> Option<f64> {
-        let text = self.text();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .map(|v| v.parse().expect("a sample value"))
-    }
-
-    fn value(&mut self, series: &str) -> f64 {
-        self.get(series)
-            .unwrap_or_else(|| panic!("no series {series}:\n{}", self.text()))
-    }
+fn replay(format: Option<&str>) -> Replay {
+    let format = format.map(|f| Format::from_name(f).expect("a format name"));
+    Replay::new(format, 1_795_292_430.0)
 }
 
 fn deliveries(transport: &str, status: &str) -> String {
@@ -181,13 +122,13 @@ fn check_send_truth(r: &mut Replay) {
 #[test]
 fn real_notqmail_multilog_matches_ground_truth() {
     let log = fixture("real_notqmail_send_multilog.log");
-    check_send_truth(Replay::new(None).all(&log));
+    check_send_truth(replay(None).all_nonempty(&log));
 }
 
 #[test]
 fn real_notqmail_splogger_matches_ground_truth() {
     let log = fixture("real_notqmail_send_splogger.log");
-    check_send_truth(Replay::new(None).all(&log));
+    check_send_truth(replay(None).all_nonempty(&log));
 }
 
 /// Replays line by line and checks the per-run split of the ground truth
@@ -195,7 +136,7 @@ fn real_notqmail_splogger_matches_ground_truth() {
 #[test]
 fn real_notqmail_runs_split_at_the_restart_and_max_concurrency() {
     let log = fixture("real_notqmail_send_multilog.log");
-    let mut r = Replay::new(Some("qmail"));
+    let mut r = replay(Some("qmail"));
     let local = r#"mail_queue_active_deliveries{mta="qmail",transport="local"}"#;
     let remote = r#"mail_queue_active_deliveries{mta="qmail",transport="remote"}"#;
     let mut max = [[0.0f64; 2]; 2];
@@ -243,7 +184,7 @@ fn real_notqmail_runs_split_at_the_restart_and_max_concurrency() {
 #[test]
 fn real_tcpserver_log_exact_values() {
     let log = fixture("real_notqmail_smtpd_tcpserver.log");
-    let mut r = Replay::new(None);
+    let mut r = replay(None);
     let mut max_open = 0.0f64;
     for line in log.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         r.line(line);
@@ -285,8 +226,8 @@ fn real_tcpserver_log_exact_values() {
 #[test]
 fn seed_example_exact_delay_and_queue_time() {
     let log = fixture("seed_qmail_multilog_cleaned.log");
-    let mut r = Replay::new(None);
-    r.all(&log);
+    let mut r = replay(None);
+    r.all_nonempty(&log);
     assert_eq!(r.value(&deliveries("remote", "sent")), 1.0);
     let delay =
         r.value(r#"mail_delivery_delay_seconds_sum{mta="qmail",status="sent",transport="remote"}"#);
@@ -310,8 +251,8 @@ fn seed_example_exact_delay_and_queue_time() {
 #[test]
 fn tai64nlocal_uses_the_source_zone() {
     let log = fixture("indimail_readme_slowq_tai64nlocal.log");
-    let mut r = Replay::new(None);
-    r.all(&log);
+    let mut r = replay(None);
+    r.all_nonempty(&log);
     assert_eq!(
         r.value(r#"maillog_lines_total{format="qmail",result="parsed",source="test"}"#),
         33.0
@@ -346,8 +287,8 @@ fn detection_picks_qmail_for_every_envelope_and_postfix_for_postfix() {
         ("real_notqmail_smtpd_tcpserver.log", 41.0),
         ("notqmail_TEST.deliver_splogger_examples.log", 29.0),
     ] {
-        let mut r = Replay::new(None);
-        r.all(&fixture(file));
+        let mut r = replay(None);
+        r.all_nonempty(&fixture(file));
         assert_eq!(
             r.value(r#"maillog_lines_total{format="qmail",result="parsed",source="test"}"#),
             lines,
@@ -359,13 +300,9 @@ fn detection_picks_qmail_for_every_envelope_and_postfix_for_postfix() {
             "{file}"
         );
     }
-    let postfix = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/postfix/kdent_conch_excerpt.log"
-    ))
-    .unwrap();
-    let mut r = Replay::new(None);
-    r.all(&postfix);
+    let postfix = fixture_bytes("postfix/kdent_conch_excerpt.log");
+    let mut r = replay(None);
+    r.all_nonempty(&postfix);
     let text = r.text();
     assert!(
         text.contains(r#"maillog_lines_total{format="postfix",result="parsed",source="test"}"#),
@@ -374,7 +311,7 @@ fn detection_picks_qmail_for_every_envelope_and_postfix_for_postfix() {
     // A Postfix-only exporter shows no qmail series, and the other way round.
     assert!(!text.contains(r#"format="qmail""#));
     assert!(!text.contains(r#"mta="qmail""#), "{text}");
-    let mut r = Replay::new(None);
-    r.all(&fixture("real_notqmail_send_multilog.log"));
+    let mut r = replay(None);
+    r.all_nonempty(&fixture("real_notqmail_send_multilog.log"));
     assert!(!r.text().contains(r#"mta="postfix""#));
 }

@@ -31,12 +31,14 @@ import os
 import shutil
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import time
 from email.message import EmailMessage
 from pathlib import Path
+
+from labcommon import free_port, pid_alive
+from labcommon import wait_until as _wait_until
 
 HERE = Path(__file__).resolve().parent
 SINK = HERE / "sink.py"
@@ -53,40 +55,13 @@ def note(msg: str) -> None:
     print(f"exim_lab: {msg}", flush=True)
 
 
+def wait_until(pred, timeout: float, what: str, interval: float = 0.2):
+    return _wait_until(pred, timeout, what, die, interval)
+
+
 def die(msg: str) -> None:
     print(f"exim_lab: error: {msg}", file=sys.stderr, flush=True)
     sys.exit(1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(pred, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    die(f"timed out after {timeout}s waiting for {what}")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 class Lab:

@@ -10,12 +10,12 @@
 
 mod model;
 
+use crate::support::{poll, runs, uids, Exporter};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -41,15 +41,14 @@ fn line_len() -> u64 {
 
 // ---------------------------------------------------------------- exporter
 
-/// The binary under test; killed and reaped when dropped, whatever happens.
-struct Exporter {
-    child: Child,
-    port: u16,
-    stderr: Arc<Mutex<Vec<String>>>,
+/// The binary under test following one log (see [`Exporter`]), with the
+/// waits of these tests.
+struct Follower {
+    exporter: Exporter,
 }
 
-impl Exporter {
-    fn start(log: &Path, positions: Option<&Path>, as_nobody: bool) -> Exporter {
+impl Follower {
+    fn start(log: &Path, positions: Option<&Path>, as_nobody: bool) -> Follower {
         let bin = env!("CARGO_BIN_EXE_maillog_exporter");
         let mut cmd = if as_nobody {
             let mut c = Command::new("setpriv");
@@ -78,72 +77,23 @@ impl Exporter {
         ])
         .arg(positions.map_or(PathBuf::new(), Path::to_path_buf))
         .arg(log)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start maillog_exporter");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let pipe = child.stderr.take().expect("stderr piped");
-        let lines = stderr.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(pipe).lines() {
-                let Ok(l) = l else { break };
-                if l.contains("listening") {
-                    if let Some(port) = listening_port(&l) {
-                        let _ = port_tx.send(port);
-                    }
-                }
-                lines.lock().unwrap().push(l);
-            }
-        });
-        let mut exporter = Exporter {
-            child,
-            port: 0,
-            stderr,
-        };
-        match port_rx.recv_timeout(DEADLINE) {
-            Ok(port) => exporter.port = port,
-            Err(_) => panic!(
-                "exporter did not report its address; stderr:\n{}",
-                exporter.stderr_text()
-            ),
+        .env("NO_COLOR", "1");
+        Follower {
+            exporter: Exporter::spawn(cmd),
         }
-        exporter
     }
 
     fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
+        self.exporter.stderr_text()
     }
 
     /// SIGTERM, then wait for a clean exit.
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "exit status {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn terminate(self) {
+        self.exporter.terminate();
     }
 
     fn scrape(&self) -> Option<String> {
-        let mut conn = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .ok()?;
-        let mut response = String::new();
-        conn.read_to_string(&mut response).ok()?;
-        let (head, body) = response.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.").then(|| body.to_owned())
+        self.exporter.scrape()
     }
 
     /// The sample of `name` whose labels include every `label`.
@@ -151,37 +101,24 @@ impl Exporter {
         sample(&self.scrape()?, name, labels)
     }
 
-    fn sent(text: &str) -> u64 {
-        sample(text, "mail_deliveries_total", &["status=\"sent\""]).unwrap_or(0.0) as u64
-    }
-
-    fn parsed(text: &str) -> u64 {
-        sample(text, "maillog_lines_total", &["result=\"parsed\""]).unwrap_or(0.0) as u64
-    }
-
     /// Polls until both counts reach `want`, then checks that they stay
     /// there for a few poll intervals (a late double count would show).
     fn settle_at(&self, want: u64) {
-        let deadline = Instant::now() + DEADLINE;
         let mut last = (0, 0);
-        loop {
-            if let Some(text) = self.scrape() {
-                last = (Self::sent(&text), Self::parsed(&text));
-                if last.0 >= want && last.1 >= want {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "counts (sent, parsed) = {last:?}, want {want}; stderr:\n{}",
-                self.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let reached = poll(DEADLINE, Duration::from_millis(50), || {
+            let text = self.scrape()?;
+            last = (sent(&text), parsed(&text));
+            (last.0 >= want && last.1 >= want).then_some(())
+        });
+        assert!(
+            reached.is_some(),
+            "counts (sent, parsed) = {last:?}, want {want}; stderr:\n{}",
+            self.stderr_text()
+        );
         std::thread::sleep(Duration::from_millis(600));
         let text = self.scrape().expect("scrape");
         assert_eq!(
-            (Self::sent(&text), Self::parsed(&text)),
+            (sent(&text), parsed(&text)),
             (want, want),
             "exact totals (sent, parsed)"
         );
@@ -191,49 +128,32 @@ impl Exporter {
 
     /// Polls until the parsed count is at least `want`; returns it.
     fn wait_parsed_at_least(&self, want: u64) -> u64 {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(n) = self.scrape().map(|t| Self::parsed(&t)) {
-                if n >= want {
-                    return n;
-                }
-            }
-            assert!(Instant::now() < deadline, "parsed never reached {want}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll(DEADLINE, Duration::from_millis(20), || {
+            self.scrape().map(|t| parsed(&t)).filter(|n| *n >= want)
+        })
+        .unwrap_or_else(|| panic!("parsed never reached {want}"))
     }
 
     fn wait_source_up(&self, up: f64) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let now = self.value("maillog_source_up", &[]);
-            if now == Some(up) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "maillog_source_up is {now:?}, never became {up}; stderr:\n{}",
-                self.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut now = None;
+        let reached = poll(DEADLINE, Duration::from_millis(20), || {
+            now = self.value("maillog_source_up", &[]);
+            (now == Some(up)).then_some(())
+        });
+        assert!(
+            reached.is_some(),
+            "maillog_source_up is {now:?}, never became {up}; stderr:\n{}",
+            self.stderr_text()
+        );
     }
 }
 
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn sent(text: &str) -> u64 {
+    sample(text, "mail_deliveries_total", &["status=\"sent\""]).unwrap_or(0.0) as u64
 }
 
-fn listening_port(line: &str) -> Option<u16> {
-    let at = line.rfind("127.0.0.1:")? + "127.0.0.1:".len();
-    let digits: String = line[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
+fn parsed(text: &str) -> u64 {
+    sample(text, "maillog_lines_total", &["result=\"parsed\""]).unwrap_or(0.0) as u64
 }
 
 fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
@@ -397,7 +317,7 @@ fn rename_and_create() {
     let s = setup();
     let w = Writer::start(&s.log);
     let started = Instant::now();
-    let e = Exporter::start(&s.log, Some(&s.positions), false);
+    let e = Follower::start(&s.log, Some(&s.positions), false);
     for round in 1..=3 {
         w.run_for(ms(300));
         fs::rename(&s.log, s.dir.path().join(format!("mail.log.{round}"))).unwrap();
@@ -429,7 +349,7 @@ fn copytruncate_with_the_writer_paused_around_it() {
     // copytruncate would, and then asserts exact totals.
     let s = setup();
     let w = Writer::start(&s.log);
-    let e = Exporter::start(&s.log, Some(&s.positions), false);
+    let e = Follower::start(&s.log, Some(&s.positions), false);
     for round in 1..=2 {
         w.run_for(ms(400));
         w.pause();
@@ -459,7 +379,7 @@ fn copytruncate_while_lines_are_still_appended() {
     // those written after the count observed just before the copy.
     let s = setup();
     let w = Writer::start(&s.log);
-    let e = Exporter::start(&s.log, Some(&s.positions), false);
+    let e = Follower::start(&s.log, Some(&s.positions), false);
     w.run_for(ms(500));
     let seen_before = e.wait_parsed_at_least(w.written().saturating_sub(RATE / 10));
     fs::copy(&s.log, s.dir.path().join("mail.log.1")).unwrap();
@@ -473,18 +393,14 @@ fn copytruncate_while_lines_are_still_appended() {
     w.run_for(ms(500));
     let n = w.finish();
     let at_risk = at_truncation - seen_before;
-    let deadline = Instant::now() + DEADLINE;
-    while Instant::now() < deadline {
+    poll(DEADLINE, ms(50), || {
         let text = e.scrape().unwrap_or_default();
-        let (sent, parsed) = (Exporter::sent(&text), Exporter::parsed(&text));
-        if parsed + at_risk >= n && sent == parsed {
-            break;
-        }
-        std::thread::sleep(ms(50));
-    }
+        let (sent, parsed) = (sent(&text), parsed(&text));
+        (parsed + at_risk >= n && sent == parsed).then_some(())
+    });
     std::thread::sleep(ms(600));
     let text = e.scrape().expect("scrape");
-    let (sent, parsed) = (Exporter::sent(&text), Exporter::parsed(&text));
+    let (sent, parsed) = (sent(&text), parsed(&text));
     assert_eq!(sent, parsed);
     assert!(parsed <= n, "counted {parsed} of {n} lines: a double count");
     assert!(
@@ -509,7 +425,7 @@ fn copytruncate_while_lines_are_still_appended() {
 fn delete_and_recreate() {
     let s = setup();
     let w = Writer::start(&s.log);
-    let e = Exporter::start(&s.log, Some(&s.positions), false);
+    let e = Follower::start(&s.log, Some(&s.positions), false);
     for _ in 0..2 {
         w.run_for(ms(300));
         fs::remove_file(&s.log).unwrap();
@@ -529,7 +445,7 @@ fn postfix_logrotate() {
     // descriptor it holds.
     let s = setup();
     let w = Writer::start(&s.log);
-    let e = Exporter::start(&s.log, Some(&s.positions), false);
+    let e = Follower::start(&s.log, Some(&s.positions), false);
     w.run_for(ms(400));
     let rotated = s.dir.path().join("mail.log.20261121-101010");
     fs::rename(&s.log, &rotated).unwrap();
@@ -556,7 +472,7 @@ fn symlink_swap() {
     File::create(&first).unwrap();
     symlink(&first, &s.log).unwrap();
     let w = Writer::start(&first);
-    let e = Exporter::start(&s.log, Some(&s.positions), false);
+    let e = Follower::start(&s.log, Some(&s.positions), false);
     w.run_for(ms(400));
     File::create(&second).unwrap();
     let tmp = s.dir.path().join("mail.log.tmp");
@@ -576,7 +492,7 @@ fn truncation_to_zero_of_a_file_being_read() {
     // are gone from the file, so no reader could count them.
     let s = setup();
     let w = Writer::start(&s.log);
-    let e = Exporter::start(&s.log, Some(&s.positions), false);
+    let e = Follower::start(&s.log, Some(&s.positions), false);
     w.run_for(ms(400));
     w.pause();
     e.wait_parsed_at_least(w.written());
@@ -590,15 +506,8 @@ fn truncation_to_zero_of_a_file_being_read() {
 #[test]
 fn unreadable_for_a_while() {
     // As root, file modes do not stop reads: run the exporter as nobody.
-    let root = fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    let setpriv = Command::new("setpriv")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let root = uids().is_some_and(|(real, _)| real == 0);
+    let setpriv = runs("setpriv", &["--version"]);
     if root && !setpriv {
         eprintln!("skipping: running as root and setpriv is missing");
         return;
@@ -608,7 +517,7 @@ fn unreadable_for_a_while() {
     let w = Writer::start(&s.log);
     fs::set_permissions(&s.log, fs::Permissions::from_mode(0o644)).unwrap();
     // Positions off: the directory is not writable for nobody.
-    let e = Exporter::start(&s.log, None, root);
+    let e = Follower::start(&s.log, None, root);
     w.run_for(ms(300));
     e.wait_source_up(1.0);
 
@@ -652,7 +561,7 @@ fn unreadable_for_a_while() {
 fn restart_without_loss() {
     let s = setup();
     let w = Writer::start(&s.log);
-    let first = Exporter::start(&s.log, Some(&s.positions), false);
+    let first = Follower::start(&s.log, Some(&s.positions), false);
     w.run_for(ms(500));
     let seen = first.wait_parsed_at_least(1);
     // Stopped while the writer keeps appending.
@@ -670,7 +579,7 @@ fn restart_without_loss() {
     w.run_for(ms(300));
     // Back up with the same positions file (and --tail.from-beginning, which
     // the saved position overrides).
-    let second = Exporter::start(&s.log, Some(&s.positions), false);
+    let second = Follower::start(&s.log, Some(&s.positions), false);
     w.run_for(ms(500));
     let n = w.finish();
     second.settle_at(n - counted_before);
@@ -685,7 +594,7 @@ fn corrupt_positions_file_is_a_fresh_start() {
         data.push_str(&line(i));
     }
     fs::write(&s.log, data).unwrap();
-    let e = Exporter::start(&s.log, Some(&s.positions), false);
+    let e = Follower::start(&s.log, Some(&s.positions), false);
     e.settle_at(1000);
     assert!(e.stderr_text().contains("ignoring the positions file"));
     e.terminate();

@@ -242,21 +242,41 @@ Nov 21 10:00:02 mx1 postfix/smtpd[101]: Anonymous TLS connection established fro
 Nov 21 10:00:03 mx1 postfix/smtpd[101]: warning: unknown[192.0.2.5]: SASL LOGIN authentication failed: UGFzc3dvcmQ6
 ";
 
-/// The metrics of the replay output of every Postfix fixture plus
-/// [`COVERAGE_LINES`], and of the running daemon's `/metrics` while it
+/// Fixture directories whose logs are replayed for [`exposed_metrics`]: one
+/// per log format, so the metrics only one MTA logs (qmail's concurrency,
+/// tcpserver's connection limit, Exim's frozen messages, Messaging Server's
+/// connections by direction, the hosting SMTP log's recipients, spamdyke's
+/// clients…) are in the output too.
+const FIXTURE_DIRS: [&str; 7] = [
+    "postfix",
+    "qmail",
+    "exim",
+    "sendmail",
+    "messaging_server",
+    "hosting",
+    "spamdyke",
+];
+
+/// The metrics of the replay output of every fixture of [`FIXTURE_DIRS`]
+/// plus [`COVERAGE_LINES`], and of the running daemon's `/metrics` while it
 /// follows those lines (replay reads no live source, so `maillog_source_up`
 /// only exists there).
 fn exposed_metrics() -> Exposed {
     let dir = tempfile::tempdir().unwrap();
     let coverage = dir.path().join("coverage.log");
     std::fs::write(&coverage, COVERAGE_LINES).unwrap();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures/postfix"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no Postfix fixtures");
+    let mut files = Vec::new();
+    for fixtures in FIXTURE_DIRS {
+        let mut logs: Vec<PathBuf> =
+            std::fs::read_dir(root().join("tests/fixtures").join(fixtures))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .collect();
+        logs.sort();
+        assert!(!logs.is_empty(), "no {fixtures} fixtures");
+        files.extend(logs);
+    }
     files.push(coverage.clone());
     let out = Command::new(env!("CARGO_BIN_EXE_maillog_exporter"))
         .arg("replay")

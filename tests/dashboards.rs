@@ -26,7 +26,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-const DASHBOARDS: [&str; 2] = ["maillog-overview.json", "maillog-postfix.json"];
+const DASHBOARDS: [&str; 6] = [
+    "maillog-overview.json",
+    "maillog-postfix.json",
+    "maillog-qmail.json",
+    "maillog-exim.json",
+    "maillog-messaging-server.json",
+    "maillog-hosting.json",
+];
 const RULE_FILES: [&str; 2] = ["maillog-recording.yml", "maillog-alerts.yml"];
 
 fn root() -> PathBuf {
@@ -510,6 +517,13 @@ fn every_expression_parses_and_uses_exposed_metrics() {
         "instance_mta:mail_deliveries_deferred:ratio_rate30m",
         "mail_spam_verdicts_total",
         "maillog_lines_total",
+        "mail_queue_concurrency_limit",
+        "mail_smtp_connection_limit",
+        "mail_smtp_connections_current",
+        "mail_messages_frozen_total",
+        "mail_smtp_recipients_total",
+        "mail_spam_filter_clients_total",
+        "maillog_tracked_deliveries",
     ] {
         assert!(used.contains(name), "{name} not found in any expression");
     }

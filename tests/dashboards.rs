@@ -894,7 +894,7 @@ fn write_lines(
         let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
         let start = Instant::now();
         let mut written = 0;
-        while count.map_or(true, |c| written < c) && !stop.load(Ordering::Relaxed) {
+        while count.is_none_or(|c| written < c) && !stop.load(Ordering::Relaxed) {
             let due = Duration::from_millis(written * 1000 / per_second);
             if let Some(wait) = due.checked_sub(start.elapsed()) {
                 std::thread::sleep(wait);

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the Grafana dashboards maillog-overview.json and maillog-postfix.json.
+"""Writes the Grafana dashboards: maillog-overview.json for every MTA and the
+per-MTA detail dashboards maillog-postfix.json, maillog-qmail.json,
+maillog-exim.json, maillog-messaging-server.json and maillog-hosting.json.
 
 The JSON files are the deliverable (import them into Grafana); this script is
 how they are made, so panels stay consistent (same selectors, units, layout).
@@ -25,6 +27,13 @@ BASE = 'job=~"$job", instance=~"$instance"'
 MTA = BASE + ', mta=~"$mta"'
 TRANSPORT = MTA + ', transport=~"$transport"'
 RI = "$__rate_interval"
+
+
+def pinned(mta):
+    """Selectors of a detail dashboard: its MTA is fixed in every query, since
+    the `mta` variable's "All" value is `.*` and would mix in other MTAs."""
+    sel = BASE + f', mta="{mta}"'
+    return sel, sel + ', transport=~"$transport"'
 
 
 def rate(metric, sel, by=None, extra=""):
@@ -192,7 +201,7 @@ def variable(name, label, query, all_value=".*"):
     }
 
 
-def templating(mta_query):
+def templating(mta_query, mta_matcher='mta=~"$mta"'):
     return {
         "list": [
             {
@@ -212,13 +221,13 @@ def templating(mta_query):
             variable(
                 "transport",
                 "Transport",
-                'label_values(mail_deliveries_total{job=~"$job", instance=~"$instance", mta=~"$mta"}, transport)',
+                'label_values(mail_deliveries_total{job=~"$job", instance=~"$instance", ' + mta_matcher + "}, transport)",
             ),
         ]
     }
 
 
-def dashboard(uid, title, description, layout, mta_query, annotations=(), links=()):
+def dashboard(uid, title, description, layout, mta_query, annotations=(), links=(), mta_matcher='mta=~"$mta"'):
     panel_types = sorted({p["type"] for p in layout.panels if p["type"] != "row"})
     return {
         "__inputs": [
@@ -260,7 +269,7 @@ def dashboard(uid, title, description, layout, mta_query, annotations=(), links=
         "refresh": "1m",
         "schemaVersion": 39,
         "tags": ["mail", "maillog_exporter"],
-        "templating": templating(mta_query),
+        "templating": templating(mta_query, mta_matcher),
         "time": {"from": "now-6h", "to": "now"},
         "timepicker": {},
         "timezone": "",
@@ -356,11 +365,33 @@ def overview():
         [t(f"sum by (instance, mta) (mail_queue_messages{{{MTA}}})", "{{instance}} {{mta}}")],
         unit="short",
     )
+    L.ts(
+        "Queue concurrency against its limit",
+        "Deliveries in progress and the most the queue manager runs at once, per transport, as last logged "
+        "(qmail-send `status: local l/L remote r/R`; Postfix does not log its concurrency). A line that stays at "
+        "its limit means deliveries wait for a free slot (the MailQueueConcurrencySaturated alert).",
+        [
+            t(f"sum by (instance, mta, transport) (mail_queue_active_deliveries{{{TRANSPORT}}})", "{{instance}} {{mta}} {{transport}} active"),
+            t(f"sum by (instance, mta, transport) (mail_queue_concurrency_limit{{{TRANSPORT}}})", "{{instance}} {{mta}} {{transport}} limit"),
+        ],
+        unit="short",
+    )
+    L.ts(
+        "Frozen, notifications and discarded bounces",
+        "Per second: messages the MTA froze (Exim: suspended until thawed or timed out), notifications it generated "
+        "(non-delivery, delay, success), and bounces it threw away as undeliverable (qmail triple bounces).",
+        [
+            t(rate("mail_messages_frozen_total", MTA, by="mta"), "{{mta}} frozen"),
+            t(rate("mail_bounce_notifications_total", MTA, by="mta, kind"), "{{mta}} notification {{kind}}"),
+            t(rate("mail_bounces_discarded_total", MTA, by="mta"), "{{mta}} bounce discarded"),
+        ],
+    )
 
     L.row("Delays")
     L.ts(
         "Delivery delay of sent mail",
-        "p50, p95 and p99 of the time from arrival to delivery (Postfix delay=), from the histogram buckets.",
+        "p50, p95 and p99 of the time from arrival to delivery, from the histogram buckets (Postfix and Sendmail "
+        "delay=, Exim QT=; qmail, Messaging Server and hosting: the result's time minus the arrival's).",
         [
             t(quantile(q, "mail_delivery_delay_seconds", TRANSPORT, "mta", ', status="sent"'), f"{{{{mta}}}} p{int(q * 100)}")
             for q in (0.5, 0.95, 0.99)
@@ -395,6 +426,22 @@ def overview():
         "SMTP connections by service",
         "Connections accepted per second by service (smtpd, submission, smtps, postscreen, …).",
         [t(rate("mail_smtp_connections_total", MTA, by="mta, service"), "{{mta}} {{service}}")],
+        w=8,
+    )
+    L.ts(
+        "SMTP connections open against the limit",
+        "Connections open now: as the connection server last logged them against its limit (tcpserver "
+        "`status: n/N`, N its -c; at the limit new clients wait; the MailSmtpConnectionsSaturated alert), and as "
+        "counted from opens and closes by direction (Messaging Server O and C records).",
+        [
+            t(f"sum by (instance, mta, service) (mail_smtp_connections_open{{{MTA}}})", "{{instance}} {{mta}} {{service}} open"),
+            t(f"sum by (instance, mta, service) (mail_smtp_connection_limit{{{MTA}}})", "{{instance}} {{mta}} {{service}} limit"),
+            t(
+                f"sum by (instance, mta, direction) (mail_smtp_connections_current{{{MTA}}})",
+                "{{instance}} {{mta}} {{direction}} counted",
+            ),
+        ],
+        unit="short",
         w=8,
     )
     L.ts(
@@ -433,8 +480,8 @@ def overview():
     L.row("Anti-spam")
     L.ts(
         "Spam verdicts by reason",
-        "Decisions of anti-spam filters per second (postscreen for Postfix). Not filtered by MTA: verdicts carry a "
-        "`filter` label instead.",
+        "Decisions of anti-spam filters per second (postscreen for Postfix; rblsmtpd, tcprules and spamdyke in "
+        "front of qmail). Not filtered by MTA: verdicts carry a `filter` label instead.",
         [t(rate("mail_spam_verdicts_total", BASE, by="filter, verdict, reason"), "{{filter}} {{verdict}} {{reason}}")],
         stack=True,
     )
@@ -512,6 +559,18 @@ def overview():
         w=8,
     )
     L.ts(
+        "Tracked deliveries and evictions",
+        "Deliveries started and not yet reported (qmail, hosting delivery log), held to join the result to its "
+        "message, and those dropped before their result (capacity: raise --state.max-messages; expired: older "
+        "than --state.ttl; id_reused, restart: qmail-send reused the id or exited first).",
+        [
+            t(f"sum by (instance) (maillog_tracked_deliveries{{{BASE}}})", "{{instance}} tracked"),
+            t(rate("maillog_tracked_deliveries_evicted_total", BASE, by="instance, reason"), "{{instance}} evicted {{reason}} /s"),
+        ],
+        unit="short",
+        w=8,
+    )
+    L.ts(
         "Read errors, rotations and skipped lines",
         "Per second: errors opening or reading sources, rotations followed, lines too long (skipped), invalid UTF-8 lines.",
         [
@@ -533,6 +592,7 @@ def overview():
 
 
 def postfix():
+    MTA, TRANSPORT = pinned("postfix")
     L = Layout()
     L.row("Delivery")
     L.ts(
@@ -699,13 +759,590 @@ def postfix():
         'label_values(mail_messages_received_total{job=~"$job", instance=~"$instance", mta="postfix"}, mta)',
         annotations=[lifecycle],
         links=[link("Overview", "maillog-overview")],
+        mta_matcher='mta="postfix"',
     )
+
+
+def detail(mta, uid, title, description, layout, annotations=()):
+    """A per-MTA detail dashboard: the MTA pinned, linked to the overview."""
+    return dashboard(
+        uid,
+        title,
+        description,
+        layout,
+        f'label_values(mail_messages_received_total{{job=~"$job", instance=~"$instance", mta="{mta}"}}, mta)',
+        annotations=annotations,
+        links=[link("Overview", "maillog-overview"), link("Per-MTA detail", "maillog-detail")],
+        mta_matcher=f'mta="{mta}"',
+    )
+
+
+def lifecycle_annotation(mta, MTA):
+    return {
+        "name": f"{mta} start / reload / stop",
+        "datasource": DS,
+        "enable": True,
+        "hide": False,
+        "iconColor": "orange",
+        "expr": f"sum by (instance, event) (increase(mail_system_lifecycle_events_total{{{MTA}}}[2m])) > 0",
+        "step": "1m",
+        "titleFormat": f"{mta} {{{{event}}}}",
+        "textFormat": "{{instance}}",
+        "useValueForTime": False,
+    }
+
+
+def qmail():
+    MTA, TRANSPORT = pinned("qmail")
+    L = Layout()
+    L.row("Delivery concurrency (qmail-send status: local l/L remote r/R)")
+    for transport in ("remote", "local"):
+        sel = MTA + f', transport="{transport}"'
+        L.stat(
+            f"{transport.capitalize()} concurrency used",
+            f"{transport.capitalize()} deliveries in progress / control/concurrency{transport}, as qmail-send "
+            "last logged them (the busiest instance).",
+            [t(f"max(mail_queue_active_deliveries{{{sel}}} / (mail_queue_concurrency_limit{{{sel}}} > 0))", "used")],
+            unit="percentunit",
+            w=4,
+            thresholds=[(0.7, "orange"), (0.9, "red")],
+        )
+    L.ts(
+        "Concurrency used by transport",
+        "Active deliveries / limit per channel. Staying near 100% means deliveries wait for a free slot "
+        "(MailQueueConcurrencySaturated fires at 90% on average over 10 minutes, for 15 minutes).",
+        [
+            t(
+                f"sum by (instance, transport) (mail_queue_active_deliveries{{{TRANSPORT}}}) / "
+                f"sum by (instance, transport) (mail_queue_concurrency_limit{{{TRANSPORT}}} > 0)",
+                "{{instance}} {{transport}}",
+            )
+        ],
+        unit="percentunit",
+        w=16,
+    )
+    for transport in ("remote", "local"):
+        sel = MTA + f', transport="{transport}"'
+        L.ts(
+            f"{transport.capitalize()} deliveries: active and limit",
+            f"{transport.capitalize()} deliveries in progress and concurrency{transport}, as last logged "
+            "(qmail-send logs the status after every start and end of a delivery).",
+            [
+                t(f"sum by (instance) (mail_queue_active_deliveries{{{sel}}})", "{{instance}} active"),
+                t(f"sum by (instance) (mail_queue_concurrency_limit{{{sel}}})", "{{instance}} limit"),
+            ],
+            unit="short",
+        )
+
+    L.row("SMTP: tcpserver, rblsmtpd, tcprules")
+    L.ts(
+        "tcpserver connections: open and limit",
+        "Connections open per tcpserver instance against its -c limit, as logged (`status: n/N`). At the limit "
+        "tcpserver stops accepting and new clients wait (MailSmtpConnectionsSaturated).",
+        [
+            t(f"sum by (instance, service) (mail_smtp_connections_open{{{MTA}}})", "{{instance}} {{service}} open"),
+            t(f"sum by (instance, service) (mail_smtp_connection_limit{{{MTA}}})", "{{instance}} {{service}} limit"),
+        ],
+        unit="short",
+        w=8,
+    )
+    L.ts(
+        "Connections accepted",
+        "tcpserver `pid N from IP` per second by instance (before tcprules decide: denied clients count too).",
+        [t(rate("mail_smtp_connections_total", MTA, by="service"), "{{service}}")],
+        w=8,
+    )
+    L.ts(
+        "rblsmtpd and tcprules verdicts",
+        "Clients refused per second: rblsmtpd (dnsbl_temporary: 4xx, the client may retry; dnsbl_permanent: 5xx) "
+        "and tcprules deny.",
+        [
+            t(
+                rate("mail_spam_verdicts_total", BASE, by="filter, verdict, reason", extra=', filter=~"rblsmtpd|tcprules"'),
+                "{{filter}} {{verdict}} {{reason}}",
+            )
+        ],
+        w=8,
+        stack=True,
+    )
+
+    L.row("Delivery and queue")
+    L.ts(
+        "Deliveries by channel and status",
+        "qmail-send delivery results per second: success (sent), deferral (deferred), failure (bounced), by "
+        "channel (local, remote; unknown if the `starting delivery` line was not seen).",
+        [t(rate("mail_deliveries_total", TRANSPORT, by="transport, status"), "{{transport}} {{status}}")],
+        w=8,
+    )
+    L.ts(
+        "Delivery delay by channel",
+        "p50 and p95 of the time from `new msg` to the result of a successful delivery, per channel (qmail logs "
+        "no delay: computed as qmailanalog's matchup does).",
+        [
+            t(quantile(q, "mail_delivery_delay_seconds", TRANSPORT, "transport", ', status="sent"'), f"{{{{transport}}}} p{int(q * 100)}")
+            for q in (0.5, 0.95)
+        ],
+        unit="s",
+        w=8,
+    )
+    L.ts(
+        "Time in queue",
+        "p50, p95 and p99 of the time from `new msg` to `end msg`.",
+        [t(quantile(q, "mail_message_queue_seconds", MTA, "mta"), f"p{int(q * 100)}") for q in (0.5, 0.95, 0.99)],
+        unit="s",
+        w=8,
+    )
+    L.ts(
+        "Queue: received, removed, bounces",
+        "Per second: `new msg`, `end msg`, bounces qmail-send generated (`bounce msg`) and triple bounces it "
+        "discarded.",
+        [
+            t(rate("mail_messages_received_total", MTA), "received"),
+            t(rate("mail_messages_removed_total", MTA), "removed"),
+            t(rate("mail_bounce_notifications_total", MTA, by="kind"), "notification {{kind}}"),
+            t(rate("mail_bounces_discarded_total", MTA), "triple bounce discarded"),
+        ],
+        w=8,
+    )
+    L.ts(
+        "Messages in queue",
+        "Messages seen at `new msg` and not yet at `end msg` (the exporter's view of the queue).",
+        [t(f"sum by (instance) (mail_queue_messages{{{MTA}}})", "{{instance}}")],
+        unit="short",
+        w=8,
+    )
+    L.ts(
+        "Attempts per recipient",
+        "Mean attempts per recipient at its final outcome, per channel (1 + the deferrals seen, across "
+        "qmail-send restarts).",
+        [t(mean("mail_delivery_attempts", TRANSPORT, "transport"), "{{transport}}")],
+        unit="short",
+        w=8,
+    )
+
+    L.row("Daemons")
+    L.ts(
+        "Warnings, alerts and errors",
+        "qmail-send and tcpserver warning:/alert: lines, and spamdyke ERROR: lines, per second.",
+        [t(rate("mail_daemon_log_messages_total", MTA, by="daemon, severity"), "{{daemon}} {{severity}}")],
+        stack=True,
+    )
+    L.ts(
+        "Message size",
+        "p50 and p95 of `info msg M: bytes B`.",
+        [t(quantile(q, "mail_message_size_bytes", MTA, "mta"), f"p{int(q * 100)}") for q in (0.5, 0.95)],
+        unit="bytes",
+    )
+    return detail(
+        "qmail",
+        "maillog-qmail",
+        "Mail / qmail",
+        "maillog_exporter: what qmail logs — local/remote concurrency against its limits, tcpserver connections, "
+        "rblsmtpd and tcprules verdicts, delivery delay and time in queue.",
+        L,
+        annotations=[lifecycle_annotation("qmail", MTA)],
+    )
+
+
+def messaging_server():
+    MTA, TRANSPORT = pinned("messaging_server")
+    L = Layout()
+    L.row("Channels")
+    L.ts(
+        "Deliveries by channel and status",
+        "D (sent), Q (deferred) and R (bounced) records per second, by the channel that dequeued the message.",
+        [t(rate("mail_deliveries_total", TRANSPORT, by="transport, status"), "{{transport}} {{status}}")],
+    )
+    L.ts(
+        "Deferred share by channel",
+        "Q records / all delivery records per channel: which channel's deliveries fail temporarily.",
+        [
+            t(
+                rate("mail_deliveries_total", TRANSPORT, by="transport", extra=', status="deferred"')
+                + " / "
+                + rate("mail_deliveries_total", TRANSPORT, by="transport"),
+                "{{transport}}",
+            )
+        ],
+        unit="percentunit",
+    )
+    L.ts(
+        "Delivery delay p95 by channel",
+        "95th percentile of the time from a message's first E record to its D record, per channel.",
+        [t(quantile(0.95, "mail_delivery_delay_seconds", TRANSPORT, "transport", ', status="sent"'), "{{transport}}")],
+        unit="s",
+        w=8,
+    )
+    L.ts(
+        "Delivery delay p50 by channel",
+        "Median of the time from a message's first E record to its D record, per channel.",
+        [t(quantile(0.5, "mail_delivery_delay_seconds", TRANSPORT, "transport", ', status="sent"'), "{{transport}}")],
+        unit="s",
+        w=8,
+    )
+    L.ts(
+        "Attempts per recipient by channel",
+        "Mean attempts at the final outcome, per channel (from the deferrals seen and the queue file name's "
+        "attempt letters).",
+        [t(mean("mail_delivery_attempts", TRANSPORT, "transport"), "{{transport}}")],
+        unit="short",
+        w=8,
+    )
+
+    L.row("Queue")
+    L.ts(
+        "Received, removed, expired",
+        "Messages per second: first E record, final outcome of the last recipient, and expired.",
+        [
+            t(rate("mail_messages_received_total", MTA), "received"),
+            t(rate("mail_messages_removed_total", MTA), "removed"),
+            t(rate("mail_messages_expired_total", MTA), "expired"),
+            t(rate("mail_bounce_notifications_total", MTA, by="kind"), "notification {{kind}}"),
+        ],
+        w=8,
+    )
+    L.ts(
+        "Messages in queue",
+        "Messages seen enqueued (E) and not yet delivered or returned (the exporter's view of the queue).",
+        [t(f"sum by (instance) (mail_queue_messages{{{MTA}}})", "{{instance}}")],
+        unit="short",
+        w=8,
+    )
+    L.ts(
+        "Time in queue",
+        "p50 and p95 of the time from the first E record to the final outcome of the last recipient.",
+        [t(quantile(q, "mail_message_queue_seconds", MTA, "mta"), f"p{int(q * 100)}") for q in (0.5, 0.95)],
+        unit="s",
+        w=8,
+    )
+    L.ts(
+        "Message size",
+        "p50 and p95 of the size of enqueued messages (blocks × BLOCK_SIZE).",
+        [t(quantile(q, "mail_message_size_bytes", MTA, "mta"), f"p{int(q * 100)}") for q in (0.5, 0.95)],
+        unit="bytes",
+    )
+    L.ts(
+        "Recipients per message",
+        "Mean and p95 of the E records of a message (the p95 is interpolated within buckets).",
+        [
+            t(mean("mail_message_recipients", MTA, "mta"), "mean"),
+            t(quantile(0.95, "mail_message_recipients", MTA, "mta"), "p95"),
+        ],
+        unit="short",
+    )
+
+    L.row("Connections (O and C records)")
+    L.stat(
+        "Inbound connections open",
+        "Inbound connections counted open now (opened minus closed as seen, never below 0).",
+        [t(f'sum(mail_smtp_connections_current{{{MTA}, direction="inbound"}})', "inbound")],
+        w=4,
+    )
+    L.stat(
+        "Outbound connections open",
+        "Outbound connections counted open now (opened minus closed as seen, never below 0).",
+        [t(f'sum(mail_smtp_connections_current{{{MTA}, direction="outbound"}})', "outbound")],
+        w=4,
+    )
+    L.ts(
+        "Connections open by channel and direction",
+        "Opened minus closed, counted by the exporter (a close whose open came before it started is not "
+        "subtracted).",
+        [t(f"sum by (service, direction) (mail_smtp_connections_current{{{MTA}}})", "{{service}} {{direction}}")],
+        unit="short",
+        w=16,
+    )
+    L.ts(
+        "Connections opened and closed",
+        "O and C records per second by channel and direction (+ inbound, - outbound).",
+        [
+            t(rate("mail_smtp_connections_opened_total", MTA, by="service, direction"), "opened {{service}} {{direction}}"),
+            t(rate("mail_smtp_connections_closed_total", MTA, by="service, direction"), "closed {{service}} {{direction}}"),
+        ],
+    )
+    L.ts(
+        "Rejected submissions by channel and code",
+        "J records per second: submissions the MTA rejected, by channel and the first reply code in the "
+        "diagnostics.",
+        [t(rate("mail_smtp_rejects_total", MTA, by="service, code"), "{{service}} {{code}}")],
+        stack=True,
+    )
+    return detail(
+        "messaging_server",
+        "maillog-messaging-server",
+        "Mail / Messaging Server",
+        "maillog_exporter: Sun/Oracle Messaging Server — deliveries and delays by channel, queue, connections by "
+        "direction, rejected submissions.",
+        L,
+    )
+
+
+def exim():
+    MTA, TRANSPORT = pinned("exim")
+    L = Layout()
+    L.row("Flow and frozen messages")
+    L.stat(
+        "Frozen (24h)",
+        "Messages Exim froze in the last 24 hours (`Frozen`, bounces that could not be delivered, `frozen by ACL`). "
+        "They stay in the queue until thawed or timeout_frozen_after; list them with `exiqgrep -z -i`.",
+        [t(f"sum(increase(mail_messages_frozen_total{{{MTA}}}[1d]))", "frozen")],
+        w=4,
+        thresholds=[(1, "orange"), (10, "red")],
+    )
+    L.stat(
+        "Messages in queue",
+        "Messages seen arriving (<=) and not yet Completed.",
+        [t(f"sum(mail_queue_messages{{{MTA}}})", "queue")],
+        w=4,
+        thresholds=[(100, "orange"), (1000, "red")],
+    )
+    L.ts(
+        "Deliveries by transport and status",
+        "=>, -> and >> (sent), == (deferred), ** (bounced) per second by transport (router: no transport).",
+        [t(rate("mail_deliveries_total", TRANSPORT, by="transport, status"), "{{transport}} {{status}}")],
+        w=16,
+    )
+    L.ts(
+        "Received, completed, frozen, expired",
+        "Per second: arrivals (<=), Completed, messages frozen, and messages whose retry timeout was exceeded.",
+        [
+            t(rate("mail_messages_received_total", MTA), "received"),
+            t(rate("mail_messages_removed_total", MTA), "completed"),
+            t(rate("mail_messages_frozen_total", MTA), "frozen"),
+            t(rate("mail_messages_expired_total", MTA), "retry timeout exceeded"),
+            t(rate("mail_bounce_notifications_total", MTA, by="kind"), "bounce generated"),
+        ],
+    )
+    L.ts(
+        "Frozen messages per hour",
+        "Messages frozen in each hour (MailMessagesFrozen fires above 10 in an hour, for 15 minutes).",
+        [t(f"sum by (instance) (increase(mail_messages_frozen_total{{{MTA}}}[1h]))", "{{instance}}")],
+        unit="short",
+    )
+
+    L.row("Queue time (QT=)")
+    L.ts(
+        "Time in queue",
+        "p50, p95 and p99 of QT= of Completed (queue_time_overall), else the time since <=.",
+        [t(quantile(q, "mail_message_queue_seconds", MTA, "mta"), f"p{int(q * 100)}") for q in (0.5, 0.95, 0.99)],
+        unit="s",
+        w=8,
+    )
+    L.ts(
+        "Delivery delay p95 by transport",
+        "95th percentile of QT= of delivery lines (queue_time), else the time since <=, per transport.",
+        [t(quantile(0.95, "mail_delivery_delay_seconds", TRANSPORT, "transport", ', status="sent"'), "{{transport}}")],
+        unit="s",
+        w=8,
+    )
+    L.ts(
+        "Attempts per recipient",
+        "Mean attempts at the final outcome per transport (1 + the == lines seen for the address).",
+        [t(mean("mail_delivery_attempts", TRANSPORT, "transport"), "{{transport}}")],
+        unit="short",
+        w=8,
+    )
+
+    L.row("SMTP")
+    L.ts(
+        "Rejects by stage",
+        "Rejected commands or messages per second by stage: CONNECT (connect ACL, host_reject_connection, "
+        "synchronization errors), HELO, MAIL, RCPT, DATA, END-OF-MESSAGE (after DATA, local_scan, too big).",
+        [t(rate("mail_smtp_rejects_total", MTA, by="stage"), "{{stage}}")],
+        w=8,
+        stack=True,
+    )
+    L.ts(
+        "Rejects by stage and code",
+        "Rejects per second by stage and reply code (451 = temporarily rejected).",
+        [t(rate("mail_smtp_rejects_total", MTA, by="stage, code"), "{{stage}} {{code}}")],
+        w=8,
+        stack=True,
+    )
+    L.ts(
+        "Session errors",
+        "SMTP sessions lost, timed out, or dropped for too many errors, per second.",
+        [t(rate("mail_smtp_session_errors_total", MTA, by="kind, after"), "{{kind}} after {{after}}")],
+        w=8,
+    )
+    L.ts(
+        "Connections, TLS and AUTH failures",
+        "SMTP connections (smtp_connection log selector), TLS sessions (X=) by direction, and failed "
+        "authenticators by mechanism, per second.",
+        [
+            t(rate("mail_smtp_connections_total", MTA), "connections"),
+            t(rate("mail_smtp_tls_connections_total", MTA, by="direction"), "TLS {{direction}}"),
+            t(rate("mail_auth_failures_total", MTA, by="mechanism"), "AUTH failed {{mechanism}}"),
+        ],
+    )
+    L.ts(
+        "Warnings and panics",
+        "Exim `Warning:` lines and panics (configuration errors, lost privilege), per second.",
+        [t(rate("mail_daemon_log_messages_total", MTA, by="severity"), "{{severity}}")],
+        stack=True,
+    )
+    return detail(
+        "exim",
+        "maillog-exim",
+        "Mail / Exim",
+        "maillog_exporter: Exim — frozen messages, rejects by stage and code, queue time (QT=), sessions.",
+        L,
+        annotations=[lifecycle_annotation("exim", MTA)],
+    )
+
+
+def hosting():
+    MTA, TRANSPORT = pinned("hosting")
+    SD = BASE + ', filter="spamdyke"'
+    L = Layout()
+    L.row("SMTP log (service = listening port)")
+    L.ts(
+        "Transactions and accepted messages",
+        "MAIL commands (from) and messages queued (resp 250 ok … qp …) per second, per service.",
+        [
+            t(rate("mail_smtp_transactions_total", MTA, by="service"), "{{service}} transactions"),
+            t(rate("mail_smtp_messages_accepted_total", MTA, by="service"), "{{service}} accepted"),
+        ],
+        w=8,
+    )
+    L.ts(
+        "Recipients accepted and rejected",
+        "RCPT commands per second by the server's reply: accepted (2xx) or rejected (4xx/5xx).",
+        [t(rate("mail_smtp_recipients_total", MTA, by="service, result"), "{{service}} {{result}}")],
+        w=8,
+        stack=True,
+    )
+    L.ts(
+        "Rejected share of recipients",
+        "Rejected / all RCPT commands per service.",
+        [
+            t(
+                rate("mail_smtp_recipients_total", MTA, by="service", extra=', result="rejected"')
+                + " / "
+                + rate("mail_smtp_recipients_total", MTA, by="service"),
+                "{{service}}",
+            )
+        ],
+        unit="percentunit",
+        w=8,
+    )
+    L.ts(
+        "Rejects by stage and code",
+        "4xx/5xx replies per second at the stage of the command they answer (MAIL, RCPT, END-OF-MESSAGE).",
+        [t(rate("mail_smtp_rejects_total", MTA, by="service, stage, code"), "{{service}} {{stage}} {{code}}")],
+        w=8,
+        stack=True,
+    )
+    L.ts(
+        "Recipient checks",
+        "`check` lines per second by result and detail (existing_recipient: the mailbox exists).",
+        [t(rate("mail_smtp_recipient_checks_total", MTA, by="result, detail"), "{{result}} {{detail}}")],
+        w=8,
+    )
+    L.ts(
+        "Message size",
+        "p50 and p95 of the size of queued messages (the SMTP log's size line).",
+        [t(quantile(q, "mail_message_size_bytes", MTA, "mta"), f"p{int(q * 100)}") for q in (0.5, 0.95)],
+        unit="bytes",
+        w=8,
+    )
+
+    L.row("Delivery log")
+    L.ts(
+        "Deliveries by channel and status",
+        "result lines per second: success (sent), deferral (deferred), failure (bounced), by the channel of the "
+        "try line (local, remote).",
+        [t(rate("mail_deliveries_total", TRANSPORT, by="transport, status"), "{{transport}} {{status}}")],
+        w=8,
+    )
+    L.ts(
+        "Delivery delay by channel",
+        "p50 and p95 of the time from init to the result of a successful delivery (whole seconds).",
+        [
+            t(quantile(q, "mail_delivery_delay_seconds", TRANSPORT, "transport", ', status="sent"'), f"{{{{transport}}}} p{int(q * 100)}")
+            for q in (0.5, 0.95)
+        ],
+        unit="s",
+        w=8,
+    )
+    L.ts(
+        "Authenticated submissions",
+        "Messages submitted by an authenticated SMTP client (smtp_auth/ results) per second, against all "
+        "messages queued by the SMTP server.",
+        [
+            t(rate("mail_authenticated_submissions_total", MTA), "authenticated"),
+            t(rate("mail_messages_received_total", MTA), "received"),
+        ],
+        w=8,
+    )
+
+    L.row("spamdyke")
+    L.ts(
+        "spamdyke verdicts by reason",
+        "spamdyke decisions per second by its code (ALLOWED…, DENIED_RBL_MATCH, DENIED_RDNS_MISSING, "
+        "DENIED_GRAYLISTED, TIMEOUT…). Not filtered by MTA: spamdyke is a filter in front of qmail-smtpd.",
+        [t(rate("mail_spam_verdicts_total", SD, by="verdict, reason"), "{{verdict}} {{reason}}")],
+        stack=True,
+    )
+    L.ts(
+        "spamdyke denied share",
+        "Denied / all spamdyke decisions.",
+        [
+            t(
+                rate("mail_spam_verdicts_total", SD, extra=', verdict="denied"')
+                + " / "
+                + rate("mail_spam_verdicts_total", SD),
+                "denied",
+            )
+        ],
+        unit="percentunit",
+    )
+    L.ts(
+        "Clients by encryption",
+        "spamdyke decisions per second by how the client was connected: none, tls (started with spamdyke), ssl "
+        "(SMTPS), tls_passthrough (TLS with qmail).",
+        [t(rate("mail_spam_filter_clients_total", SD, by="encryption"), "{{encryption}}")],
+        w=8,
+        stack=True,
+    )
+    L.ts(
+        "Clients by authentication",
+        "spamdyke decisions per second for authenticated and unauthenticated clients.",
+        [t(rate("mail_spam_filter_clients_total", SD, by="authenticated"), "authenticated={{authenticated}}")],
+        w=8,
+        stack=True,
+    )
+    L.ts(
+        "spamdyke errors",
+        "spamdyke ERROR: lines per second (counted under mta=qmail, daemon=spamdyke).",
+        [t(rate("mail_daemon_log_messages_total", BASE, extra=', daemon="spamdyke"'), "errors")],
+        w=8,
+    )
+    return detail(
+        "hosting",
+        "maillog-hosting",
+        "Mail / Hosting SMTP and spamdyke",
+        "maillog_exporter: shared-hosting SMTP and delivery logs (per listening port) and spamdyke in front of "
+        "qmail-smtpd — transactions, recipients accepted and rejected, deliveries, spamdyke verdicts, encryption "
+        "and authentication.",
+        L,
+    )
+
+
+BOARDS = (
+    ("maillog-overview.json", overview),
+    ("maillog-postfix.json", postfix),
+    ("maillog-qmail.json", qmail),
+    ("maillog-exim.json", exim),
+    ("maillog-messaging-server.json", messaging_server),
+    ("maillog-hosting.json", hosting),
+)
 
 
 def main():
     check = sys.argv[1:] == ["--check"]
     stale = []
-    for name, build in (("maillog-overview.json", overview), ("maillog-postfix.json", postfix)):
+    for name, build in BOARDS:
         board = build()
         # Tags let the dashboards link to each other.
         board["tags"] = board["tags"] + (["maillog-overview"] if build is overview else ["maillog-detail"])

@@ -27,7 +27,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const DASHBOARDS: [&str; 2] = ["maillog-overview.json", "maillog-postfix.json"];
+const DASHBOARDS: [&str; 6] = [
+    "maillog-overview.json",
+    "maillog-postfix.json",
+    "maillog-qmail.json",
+    "maillog-exim.json",
+    "maillog-messaging-server.json",
+    "maillog-hosting.json",
+];
 const RULE_FILES: [&str; 2] = ["maillog-recording.yml", "maillog-alerts.yml"];
 
 fn root() -> PathBuf {
@@ -243,21 +250,41 @@ Nov 21 10:00:02 mx1 postfix/smtpd[101]: Anonymous TLS connection established fro
 Nov 21 10:00:03 mx1 postfix/smtpd[101]: warning: unknown[192.0.2.5]: SASL LOGIN authentication failed: UGFzc3dvcmQ6
 ";
 
-/// The metrics of the replay output of every Postfix fixture plus
-/// [`COVERAGE_LINES`], and of the running daemon's `/metrics` while it
+/// Fixture directories whose logs are replayed for [`exposed_metrics`]: one
+/// per log format, so the metrics only one MTA logs (qmail's concurrency,
+/// tcpserver's connection limit, Exim's frozen messages, Messaging Server's
+/// connections by direction, the hosting SMTP log's recipients, spamdyke's
+/// clients…) are in the output too.
+const FIXTURE_DIRS: [&str; 7] = [
+    "postfix",
+    "qmail",
+    "exim",
+    "sendmail",
+    "messaging_server",
+    "hosting",
+    "spamdyke",
+];
+
+/// The metrics of the replay output of every fixture of [`FIXTURE_DIRS`]
+/// plus [`COVERAGE_LINES`], and of the running daemon's `/metrics` while it
 /// follows those lines (replay reads no live source, so `maillog_source_up`
 /// only exists there).
 fn exposed_metrics() -> Exposed {
     let dir = tempfile::tempdir().unwrap();
     let coverage = dir.path().join("coverage.log");
     std::fs::write(&coverage, COVERAGE_LINES).unwrap();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures/postfix"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no Postfix fixtures");
+    let mut files = Vec::new();
+    for fixtures in FIXTURE_DIRS {
+        let mut logs: Vec<PathBuf> =
+            std::fs::read_dir(root().join("tests/fixtures").join(fixtures))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .collect();
+        logs.sort();
+        assert!(!logs.is_empty(), "no {fixtures} fixtures");
+        files.extend(logs);
+    }
     files.push(coverage.clone());
     let out = Command::new(env!("CARGO_BIN_EXE_maillog_exporter"))
         .arg("replay")
@@ -491,6 +518,13 @@ fn every_expression_parses_and_uses_exposed_metrics() {
         "instance_mta:mail_deliveries_deferred:ratio_rate30m",
         "mail_spam_verdicts_total",
         "maillog_lines_total",
+        "mail_queue_concurrency_limit",
+        "mail_smtp_connection_limit",
+        "mail_smtp_connections_current",
+        "mail_messages_frozen_total",
+        "mail_smtp_recipients_total",
+        "mail_spam_filter_clients_total",
+        "maillog_tracked_deliveries",
     ] {
         assert!(used.contains(name), "{name} not found in any expression");
     }

@@ -707,17 +707,10 @@ mod tests {
     const LAB: &str = include_str!("../../tests/fixtures/exim/real_exim496_lab_mainlog.log");
 
     fn events(line: &str) -> Vec<Event<'_>> {
-        match parse(line.as_bytes()).outcome {
-            LineOutcome::Parsed(e) => e.into_vec(),
-            other => panic!("{other:?} for {line}"),
-        }
+        crate::parser::test_lines::events(parse(line.as_bytes()), line)
     }
 
-    fn real<'a>(text: &'a str, needle: &str) -> &'a str {
-        text.lines()
-            .find(|l| l.contains(needle))
-            .unwrap_or_else(|| panic!("no line with {needle}"))
-    }
+    use crate::parser::test_lines::real;
 
     fn delivery(e: &Event<'_>) -> (String, DeliveryStatus, Option<f64>) {
         match e {

@@ -194,3 +194,25 @@ impl Format {
         Format::ALL.into_iter().find(|f| f.recognizes(line))
     }
 }
+
+/// Helpers of the parsers' unit tests.
+#[cfg(test)]
+pub(crate) mod test_lines {
+    use super::{LineOutcome, ParsedLine};
+    use crate::event::Event;
+
+    /// The events of a line that must parse; panics naming the line otherwise.
+    pub fn events<'a>(parsed: ParsedLine<'a>, line: &str) -> Vec<Event<'a>> {
+        match parsed.outcome {
+            LineOutcome::Parsed(e) => e.into_vec(),
+            other => panic!("{other:?} for {line}"),
+        }
+    }
+
+    /// The first line of `text` containing `needle` (so tests use real lines).
+    pub fn real<'a>(text: &'a str, needle: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle}"))
+    }
+}

@@ -814,10 +814,7 @@ mod tests {
     use super::*;
 
     fn events(line: &str) -> Vec<Event<'_>> {
-        match parse(line.as_bytes()).outcome {
-            LineOutcome::Parsed(e) => e.into_vec(),
-            other => panic!("{other:?} for {line}"),
-        }
+        crate::parser::test_lines::events(parse(line.as_bytes()), line)
     }
 
     #[test]

@@ -409,18 +409,10 @@ mod tests {
         include_str!("../../tests/fixtures/qmail/real_notqmail_smtpd_tcpserver.log");
 
     fn events(line: &str) -> Vec<Event<'_>> {
-        match parse(line.as_bytes()).outcome {
-            LineOutcome::Parsed(e) => e.into_vec(),
-            other => panic!("{other:?} for {line}"),
-        }
+        crate::parser::test_lines::events(parse(line.as_bytes()), line)
     }
 
-    /// The first line of `text` containing `needle` (so tests use real lines).
-    fn real<'a>(text: &'a str, needle: &str) -> &'a str {
-        text.lines()
-            .find(|l| l.contains(needle))
-            .unwrap_or_else(|| panic!("no line with {needle}"))
-    }
+    use crate::parser::test_lines::real;
 
     fn absolute(line: &str) -> f64 {
         match parse(line.as_bytes()).time {

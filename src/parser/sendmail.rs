@@ -346,17 +346,10 @@ mod tests {
         include_str!("../../tests/fixtures/sendmail/mensetmanus_gomaillex_sendmail_shapes.log");
 
     fn events(line: &str) -> Vec<Event<'_>> {
-        match parse(line.as_bytes()).outcome {
-            LineOutcome::Parsed(e) => e.into_vec(),
-            other => panic!("{other:?} for {line}"),
-        }
+        crate::parser::test_lines::events(parse(line.as_bytes()), line)
     }
 
-    fn real<'a>(text: &'a str, needle: &str) -> &'a str {
-        text.lines()
-            .find(|l| l.contains(needle))
-            .unwrap_or_else(|| panic!("no line with {needle}"))
-    }
+    use crate::parser::test_lines::real;
 
     #[test]
     fn from_and_to_lines() {

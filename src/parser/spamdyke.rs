@@ -196,10 +196,7 @@ mod tests {
     const SEED: &str = include_str!("../../tests/fixtures/spamdyke/icdsoft_spamdyke.log");
 
     fn events(line: &str) -> Vec<Event<'_>> {
-        match parse(line.as_bytes()).outcome {
-            LineOutcome::Parsed(e) => e.into_vec(),
-            other => panic!("{other:?} for {line}"),
-        }
+        crate::parser::test_lines::events(parse(line.as_bytes()), line)
     }
 
     fn verdict(verdict: Verdict, reason: &'static str) -> Event<'static> {

@@ -48,6 +48,12 @@ def quantile(q, metric, sel, by, extra=""):
     )
 
 
+def share(metric, sel, where, by=None):
+    """Share of a counter's rate whose extra selector `where` matches, e.g.
+    the denied verdicts among all verdicts."""
+    return f"{rate(metric, sel, by=by, extra=', ' + where)} / {rate(metric, sel, by=by)}"
+
+
 def mean(metric, sel, by):
     """Mean of a histogram: rate of its sum over rate of its count."""
     return f"{rate(metric + '_sum', sel, by=by)} / {rate(metric + '_count', sel, by=by)}"
@@ -490,9 +496,7 @@ def overview():
         "Denied / all verdicts per filter.",
         [
             t(
-                rate("mail_spam_verdicts_total", BASE, by="filter", extra=', verdict="denied"')
-                + " / "
-                + rate("mail_spam_verdicts_total", BASE, by="filter"),
+                share("mail_spam_verdicts_total", BASE, 'verdict="denied"', by="filter"),
                 "{{filter}}",
             )
         ],
@@ -634,9 +638,7 @@ def postfix():
         "Mean of each delays=a/b/c/d stage (sum / count of the histogram).",
         [
             t(
-                rate("mail_delivery_stage_delay_seconds_sum", MTA, by="stage")
-                + " / "
-                + rate("mail_delivery_stage_delay_seconds_count", MTA, by="stage"),
+                mean("mail_delivery_stage_delay_seconds", MTA, by="stage"),
                 "{{stage}}",
             )
         ],
@@ -958,9 +960,7 @@ def messaging_server():
         "Q records / all delivery records per channel: which channel's deliveries fail temporarily.",
         [
             t(
-                rate("mail_deliveries_total", TRANSPORT, by="transport", extra=', status="deferred"')
-                + " / "
-                + rate("mail_deliveries_total", TRANSPORT, by="transport"),
+                share("mail_deliveries_total", TRANSPORT, 'status="deferred"', by="transport"),
                 "{{transport}}",
             )
         ],
@@ -1217,9 +1217,7 @@ def hosting():
         "Rejected / all RCPT commands per service.",
         [
             t(
-                rate("mail_smtp_recipients_total", MTA, by="service", extra=', result="rejected"')
-                + " / "
-                + rate("mail_smtp_recipients_total", MTA, by="service"),
+                share("mail_smtp_recipients_total", MTA, 'result="rejected"', by="service"),
                 "{{service}}",
             )
         ],
@@ -1289,9 +1287,7 @@ def hosting():
         "Denied / all spamdyke decisions.",
         [
             t(
-                rate("mail_spam_verdicts_total", SD, extra=', verdict="denied"')
-                + " / "
-                + rate("mail_spam_verdicts_total", SD),
+                share("mail_spam_verdicts_total", SD, 'verdict="denied"'),
                 "denied",
             )
         ],
